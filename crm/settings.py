@@ -233,3 +233,11 @@ CONVERSATION_CONTINUE_HOURS = env_int("CONVERSATION_CONTINUE_HOURS", 72)
 BULK_MAX_ITEMS = env_int("BULK_MAX_ITEMS", 1000)
 TIMELINE_PAGE_SIZE = env_int("TIMELINE_PAGE_SIZE", 50)
 TIMELINE_MAX_PAGE_SIZE = env_int("TIMELINE_MAX_PAGE_SIZE", 200)
+
+# --- Channels: inbound provider webhooks ------------------------------------------
+
+# --- Outbound webhooks and idempotency ----------------------------------------------
+
+# --- Metrics ---------------------------------------------------------------------------
+
+# --- Service standards ---------------------------------------------------------------

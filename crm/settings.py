@@ -238,6 +238,32 @@ TIMELINE_MAX_PAGE_SIZE = env_int("TIMELINE_MAX_PAGE_SIZE", 200)
 
 # --- Outbound webhooks and idempotency ----------------------------------------------
 
+# Seconds to wait for a webhook receiver to connect and to answer.
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0)
+# Attempts per delivery before it is marked dead (a redelivery starts a new count).
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
+# Backoff: base * 2^(attempt-1) seconds, at most the cap (also the cap on a receiver's Retry-After).
+WEBHOOK_RETRY_BASE_SECONDS = env_float("WEBHOOK_RETRY_BASE_SECONDS", 60.0)
+WEBHOOK_RETRY_MAX_SECONDS = env_float("WEBHOOK_RETRY_MAX_SECONDS", 3600.0)
+# A pending delivery this overdue is re-queued by the sweeper (its task was lost).
+WEBHOOK_REQUEUE_GRACE_SECONDS = env_int("WEBHOOK_REQUEUE_GRACE_SECONDS", 60)
+# After a secret rotation the old secret keeps signing (second signature) for this long.
+WEBHOOK_SECRET_ROTATION_HOURS = env_int("WEBHOOK_SECRET_ROTATION_HOURS", 24)
+# Only for development and tests: allow webhooks to loopback, private and link-local addresses.
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
+# Stored Idempotency-Key responses are kept this long.
+IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
+# A request holding a key this long without finishing is taken to have died; the key is free again.
+IDEMPOTENCY_IN_FLIGHT_SECONDS = env_int("IDEMPOTENCY_IN_FLIGHT_SECONDS", 300)
+CELERY_BEAT_SCHEDULE["integrations.webhook_deliveries_requeue_due"] = {
+    "task": "integrations.webhook_deliveries_requeue_due",
+    "schedule": 60.0,
+}
+CELERY_BEAT_SCHEDULE["integrations.idempotency_keys_purge"] = {
+    "task": "integrations.idempotency_keys_purge",
+    "schedule": 3600.0,
+}
+
 # --- Metrics ---------------------------------------------------------------------------
 
 # --- Service standards ---------------------------------------------------------------

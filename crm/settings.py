@@ -159,7 +159,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBIL
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE = {}
+# A heartbeat through beat, broker and worker: the worker logs "pong" every BEAT_HEARTBEAT_SECONDS.
+CELERY_BEAT_SCHEDULE = {"crm.heartbeat": {"task": "crm.ping", "schedule": env_float("BEAT_HEARTBEAT_SECONDS", 300.0)}}
 
 # --- Identity, language, time ------------------------------------------------------
 
@@ -267,3 +268,19 @@ CELERY_BEAT_SCHEDULE["integrations.idempotency_keys_purge"] = {
 # --- Metrics ---------------------------------------------------------------------------
 
 # --- Service standards ---------------------------------------------------------------
+
+# A running clock past this fraction of its target sends standard.breach_warning.
+STANDARDS_WARNING_FRACTION = env_float("STANDARDS_WARNING_FRACTION", 0.8)
+# How often beat re-judges open conversations against the standards, in seconds.
+STANDARDS_WATCH_INTERVAL_SECONDS = env_float("STANDARDS_WATCH_INTERVAL_SECONDS", 60)
+# Conversations active within this many hours are re-judged too (a reply just closed their clock).
+STANDARDS_WATCH_LOOKBACK_HOURS = env_int("STANDARDS_WATCH_LOOKBACK_HOURS", 24)
+STANDARDS_WATCH_BATCH = env_int("STANDARDS_WATCH_BATCH", 500)
+# Members of these groups are the customer-facing staff who must acknowledge every active standard.
+STANDARDS_ACK_GROUPS = env_list("STANDARDS_ACK_GROUPS", "Agents,CX leads")
+# Timeline items per page on the agent's customer page (older ones load on scroll).
+AGENT_PAGE_TIMELINE_SIZE = env_int("AGENT_PAGE_TIMELINE_SIZE", 25)
+CELERY_BEAT_SCHEDULE["standards.compliance_watch"] = {
+    "task": "standards.compliance_watch",
+    "schedule": STANDARDS_WATCH_INTERVAL_SECONDS,
+}

@@ -95,7 +95,7 @@ def database_url_for_subprocess():
 
 
 def subprocess_env(**extra):
-    env = {**os.environ, "DATABASE_URL": database_url_for_subprocess(), "DEBUG": "1", **extra}
+    env = {**os.environ, "DATABASE_URL": database_url_for_subprocess(), "DJANGO_SETTINGS_MODULE": "tests.settings", **extra}
     if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL
     return env

@@ -1,4 +1,0 @@
-import os
-
-# Tests run with the development secret; DEBUG itself is forced off by Django's test runner.
-os.environ.setdefault("DEBUG", "1")

@@ -1,0 +1,48 @@
+"""Reads of customers; each owns its joins so no caller can make an N+1."""
+
+from django.db.models import Prefetch, Q
+
+from customers.identities import identity_guess
+from customers.models import Customer, Identity, Merge, MergeSuggestion
+from customers.services import customer_ids_resolve
+
+
+def customer_get_resolved(*, customer_id) -> tuple[Customer | None, int | None]:
+    """(live customer, the tombstone id asked for or None); (None, None) when unknown."""
+    live = customer_ids_resolve([customer_id]).get(customer_id)
+    if live is None:
+        return None, None
+    customer = customer_detail_queryset().get(pk=live)
+    return customer, (customer_id if live != customer_id else None)
+
+
+def customer_detail_queryset():
+    return Customer.objects.prefetch_related(
+        Prefetch("identities", queryset=Identity.objects.order_by("kind", "value")), "segments"
+    )
+
+
+def customer_list(*, search=None, segment=None):
+    """Live customers, newest first; `search` matches the name or any identity, normalised."""
+    queryset = customer_detail_queryset().filter(merged_into__isnull=True)
+    if segment:
+        queryset = queryset.filter(segments__slug=segment)
+    if search:
+        condition = Q(name__icontains=search)
+        for kind, value in identity_guess(search):
+            if kind is None:
+                condition |= Q(identities__value=value)
+            else:
+                condition |= Q(identities__kind=kind, identities__value=value)
+        matching = Customer.objects.filter(condition).values("pk")
+        queryset = queryset.filter(pk__in=matching)
+    return queryset.order_by("-created_at", "-id")
+
+
+def merge_list():
+    return Merge.objects.select_related("survivor", "merged").order_by("-created_at", "-id")
+
+
+def merge_suggestion_list(*, status=None):
+    queryset = MergeSuggestion.objects.select_related("customer_a", "customer_b").order_by("-created_at", "-id")
+    return queryset.filter(status=status) if status else queryset

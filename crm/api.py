@@ -6,7 +6,8 @@ import json
 from datetime import datetime
 
 from django.utils import timezone
-from rest_framework import exceptions, pagination
+from django.utils.dateparse import parse_datetime
+from rest_framework import exceptions, pagination, serializers
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.response import Response
@@ -157,3 +158,16 @@ class KeysetPagination:
         if extra:
             body = {**extra, **body}
         return Response(body)
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 timestamp that must carry its time zone; a naive one is refused, not guessed."""
+
+    default_error_messages = {"naive": "Give a time zone, e.g. 'Z' or '+03:30'."}
+
+    def to_internal_value(self, value):
+        if isinstance(value, str):
+            parsed = parse_datetime(value.strip())
+            if parsed is not None and timezone.is_naive(parsed):
+                self.fail("naive")
+        return super().to_internal_value(value)

@@ -9,6 +9,7 @@ from crm.errors import Conflict
 from crm.locks import advisory_lock
 from customers.identities import IdentityInvalid, identity_normalize
 from customers.models import Customer, Identity, Merge, MergeSuggestion, Segment
+from integrations.services import event_emit
 
 MAX_TOMBSTONE_CHAIN = 50
 
@@ -228,7 +229,12 @@ def merge_undo(*, merge: Merge, actor=None) -> Merge:
 
 
 def _after_merge_change(merge, *, event_type):
-    """Recompute both customers' metrics and tell integrations. (Wired as those services land.)"""
+    """Tell integrations (metrics recompute joins here)."""
+    event_emit(
+        event_type=event_type,
+        payload={"merge_id": merge.pk, "survivor_id": merge.survivor_id, "merged_id": merge.merged_id,
+                 "reason": merge.reason},
+    )
 
 
 def merge_suggestion_record(*, customer_ids, evidence) -> list[MergeSuggestion]:

@@ -21,6 +21,7 @@ from customers.services import (
     identity_lock_key,
     merge_suggestion_record,
 )
+from integrations.services import event_emit, events_emit
 from interactions.ingest import IngestItem
 from interactions.models import Conversation, Interaction
 
@@ -137,7 +138,30 @@ def _ingest(items):
 
 
 def _after_ingest(rows, created_customers, opened_conversations):
-    """Queue what follows a stored batch. (Metrics, events and standards hooks join here as they land.)"""
+    """What follows a stored batch, in its transaction: events for integrations."""
+    if not rows:
+        return
+    events = [("customer.created", {"customer_id": pk}) for pk in created_customers]
+    events += [("conversation.opened", conversation_payload(c)) for c in opened_conversations]
+    events += [("interaction.created", interaction_payload(row)) for row in rows]
+    events_emit(events=events)
+
+
+def interaction_payload(row):
+    return {
+        "id": row.pk, "customer_id": row.customer_id, "conversation_id": row.conversation_id,
+        "channel": row.channel, "kind": row.kind, "direction": row.direction, "author_type": row.author_type,
+        "occurred_at": row.occurred_at, "subject": row.subject, "body": row.body, "sentiment": row.sentiment,
+        "intent": row.intent, "source": row.source, "external_id": row.external_id,
+    }
+
+
+def conversation_payload(conversation):
+    return {
+        "id": conversation.pk, "customer_id": conversation.customer_id, "status": conversation.status,
+        "channels": conversation.channels, "opened_at": conversation.opened_at,
+        "resolved_at": conversation.resolved_at, "reopen_count": conversation.reopen_count,
+    }
 
 
 def _interactions_by_key(items):
@@ -209,12 +233,7 @@ def _resolve_customers(items, indexes):
 
     # Share-lock every existing customer involved; a merge committed meanwhile shows as a tombstone.
     existing_ids = {node[1] for nodes in members.values() for node in nodes if node[0] == "customer"}
-    pointers = customers_lock_shared(existing_ids)
-    if any(target is not None for target in pointers.values()):
-        survivors = customer_ids_resolve(existing_ids)
-        customers_lock_shared(survivors.values())
-    else:
-        survivors = {pk: pk for pk in pointers}
+    survivors = _customers_lock_live(existing_ids)
 
     customer_of = {}
     created = []
@@ -259,6 +278,23 @@ def _resolve_customers(items, indexes):
     identity_id_of = {key: row["pk"] for key, row in identity_rows.items()}
     identity_id_of.update({key: row.pk for key, row in new_identities.items()})
     return customer_of, identity_id_of, created, rejected
+
+
+def _customers_lock_live(ids):
+    """{id: live id}, with every live customer share-locked.
+
+    A survivor found by following a tombstone may itself be merged before we
+    lock it, so lock, look, and follow again until every locked row is live.
+    """
+    survivors = {pk: pk for pk in ids}
+    for _ in range(ATTEMPTS * 10):
+        targets = set(survivors.values())
+        pointers = customers_lock_shared(targets)
+        if all(pointers.get(pk) is None for pk in targets):
+            return survivors
+        resolved = customer_ids_resolve(targets)
+        survivors = {pk: resolved[target] for pk, target in survivors.items()}
+    raise OperationalError("customers kept being merged while ingesting; retrying the batch")
 
 
 def _one_customer(items, item_indexes, nodes, customer_ids, identity_rows, survivors):
@@ -521,5 +557,6 @@ def conversation_update(*, conversation: Conversation, fields: dict, actor=None)
 
 
 def _after_conversation_change(conversation, previous_status):
-    """Hooks for status changes (events, metrics) join here as those services land."""
+    if conversation.status == Conversation.Status.RESOLVED and previous_status != Conversation.Status.RESOLVED:
+        event_emit(event_type="conversation.resolved", payload=conversation_payload(conversation))
 

@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from crm.api import AwareDateTimeField
+
 from interactions.models import Conversation, Interaction
 
 
@@ -72,13 +74,7 @@ class TimelineQueryIn(serializers.Serializer):
     kind = serializers.MultipleChoiceField(choices=Interaction.Kind.choices, required=False)
     direction = serializers.ChoiceField(choices=Interaction.Direction.choices, required=False)
     author_type = serializers.MultipleChoiceField(choices=Interaction.AuthorType.choices, required=False)
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
+    since = AwareDateTimeField(required=False)
+    until = AwareDateTimeField(required=False)
     cursor = serializers.CharField(required=False)
     page_size = serializers.IntegerField(required=False)
-
-    def validate(self, attrs):
-        for name in ("since", "until"):
-            if name in attrs and attrs[name].tzinfo is None:
-                raise serializers.ValidationError({name: "Give a time zone, e.g. 'Z'."}, code="naive_datetime")
-        return attrs

@@ -1,0 +1,66 @@
+import pytest
+
+from customers.identities import IdentityInvalid, identity_guess, identity_normalize
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "expected"),
+    [
+        ("email", "  Lisa.Smith@Example.COM ", "lisa.smith@example.com"),
+        ("email", "mailto:info@Bücher.de", "info@xn--bcher-kva.de"),
+        ("email", "user@\u0645\u062b\u0627\u0644.\u0625\u062e\u062a\u0628\u0627\u0631", "user@xn--mgbh0fb.xn--kgbechtv"),
+        ("phone", "+49 151 1234-5678", "+4915112345678"),
+        ("phone", "(201) 555-0123", "+12015550123"),
+        ("phone", "0049 151 12345678", "+4915112345678"),
+        ("phone", "tel:+44 20 7946 0958", "+442079460958"),
+        ("whatsapp", "whatsapp:+14155238886", "+14155238886"),
+        ("facebook", "1234567890", "1234567890"),
+        ("facebook", 1234567890, "1234567890"),
+        ("instagram", "@Lisa_Shop", "lisa_shop"),
+        ("instagram", "17841400000000000", "17841400000000000"),
+        ("twitter", "@LisaSmith", "lisasmith"),
+        ("telegram", "Lisa_S", "lisa_s"),
+        ("chat", " visitor-AbC ", "visitor-AbC"),
+        ("external", "CRM-001", "CRM-001"),
+        ("email", "\u200fali@example.com\u200e", "ali@example.com"),
+    ],
+)
+def test_identities_are_normalised(kind, raw, expected):
+    assert identity_normalize(kind, raw) == expected
+
+
+def test_persian_digits_with_region_ir(settings):
+    settings.DEFAULT_PHONE_REGION = "IR"
+
+    assert identity_normalize("phone", "۰۹۱۲۳۴۵۶۷۸۹") == "+989123456789"
+    assert identity_normalize("phone", "٠٩١٢٣٤٥٦٧٨٩") == "+989123456789"
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "code"),
+    [
+        ("email", "lisa", "invalid_email"),
+        ("email", "lisa@", "invalid_email"),
+        ("email", "li sa@example.com", "invalid_email"),
+        ("email", "lisa@localhost", "invalid_email"),
+        ("email", "", "blank"),
+        ("phone", "12345", "invalid_phone"),
+        ("phone", "call me", "invalid_phone"),
+        ("facebook", "abc", "invalid_id"),
+        ("twitter", "has space", "invalid_handle"),
+        ("chat", "two words", "invalid_id"),
+        ("fax", "123", "invalid_kind"),
+        ("email", 42, "invalid_type"),
+    ],
+)
+def test_invalid_identities_say_why(kind, raw, code):
+    with pytest.raises(IdentityInvalid) as exc:
+        identity_normalize(kind, raw)
+    assert exc.value.code == code
+
+
+def test_a_search_term_is_tried_as_each_kind_it_could_be():
+    guesses = identity_guess("+49 151 12345678")
+
+    assert ("phone", "+4915112345678") in guesses
+    assert ("whatsapp", "+4915112345678") in guesses

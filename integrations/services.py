@@ -134,14 +134,16 @@ def event_types_validate(event_types) -> list[str]:
     """Known types, sorted and unique; [] and ["*"] both mean every type."""
     if event_types is None:
         return []
-    if isinstance(event_types, str) or not isinstance(event_types, (list, tuple)):
-        raise ValidationError("Event types are a list of event type names.")
+    if not isinstance(event_types, (list, tuple)) or not all(isinstance(t, str) for t in event_types):
+        raise ValidationError({"event_types": "Event types are a list of event type names."})
     types = set(event_types)
     if types == {"*"}:
         return []
     unknown = sorted(t for t in types if t not in EVENT_TYPES)
     if unknown:
-        raise ValidationError(f"Unknown event types: {', '.join(map(str, unknown))}. Known: {', '.join(EVENT_TYPES)}.")
+        raise ValidationError(
+            {"event_types": f"Unknown event types: {', '.join(map(str, unknown))}. Known: {', '.join(EVENT_TYPES)}."}
+        )
     return sorted(types)
 
 
@@ -149,11 +151,11 @@ def webhook_url_validate(url: str) -> str:
     try:
         url_check(url)
     except TargetRefused as exc:
-        raise ValidationError(str(exc)) from exc
+        raise ValidationError({"url": str(exc)}) from exc
     if not settings.WEBHOOK_ALLOW_PRIVATE_TARGETS:
         reason = host_literal_refusal(urlsplit(url).hostname or "")
         if reason:
-            raise ValidationError(f"{reason}; webhooks go to public addresses only.")
+            raise ValidationError({"url": f"{reason}; webhooks go to public addresses only."})
     return url
 
 
@@ -161,7 +163,7 @@ def webhook_secret_validate(secret: str) -> str:
     try:
         webhook_secret_key(secret)
     except ValueError as exc:
-        raise ValidationError(str(exc)) from exc
+        raise ValidationError({"secret": str(exc)}) from exc
     return secret
 
 

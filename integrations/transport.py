@@ -70,7 +70,14 @@ def address_refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> s
 
 
 def host_literal_refusal(host: str) -> str | None:
-    """For a host written as an IP literal, why it is refused; None for names and public IPs."""
+    """For a host written as an IP literal or named localhost, why it is refused; None otherwise.
+
+    Other names are resolved and checked at send time (their addresses can change).
+    """
+    name = host.strip("[]").rstrip(".").lower()
+    # RFC 6761: localhost and every name under it are loopback, whatever DNS says.
+    if name == "localhost" or name.endswith(".localhost"):
+        return f"{name} is a loopback name"
     try:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:

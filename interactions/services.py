@@ -6,7 +6,7 @@ fixed number of queries, not a thousand round trips.
 """
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from django.conf import settings
@@ -14,6 +14,7 @@ from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from crm.locks import advisory_lock, customers_lock_shared
+from customers.identities import IdentityInvalid, identity_normalize
 from customers.models import Customer, Identity, Merge
 from customers.services import (
     customer_ids_resolve,
@@ -22,7 +23,7 @@ from customers.services import (
     merge_suggestion_record,
 )
 from integrations.services import event_emit, events_emit
-from interactions.ingest import IngestItem
+from interactions.ingest import IdentityIn, IngestItem
 from interactions.models import Conversation, Interaction
 
 # Kinds that make up a conversation; a note joins an open one but never opens one.
@@ -55,18 +56,50 @@ def interactions_ingest(*, items: list[IngestItem]) -> list[IngestResult]:
     """
     if not items:
         return []
+    items, invalid = _identities_normalize(items)
     for attempt in range(ATTEMPTS):
         try:
             with transaction.atomic():
-                return _ingest(items)
+                return _ingest(items, invalid)
         except (IntegrityError, OperationalError):
             if attempt == ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
 
 
-def _ingest(items):
-    results: list[IngestResult | None] = [None] * len(items)
+def _identities_normalize(items):
+    """Items with every identity normalised (idempotent on normalised ones), and {index: errors} of the rest.
+
+    Callers other than the REST parser (provider modules, the demo loader)
+    may hand over identities as they came; matching needs them normalised.
+    """
+    cache = {}
+    invalid = {}
+    normalised_items = []
+    for index, item in enumerate(items):
+        identities = []
+        for position, identity in enumerate(item.identities):
+            key = (identity.kind, identity.value)
+            if key not in cache:
+                try:
+                    cache[key] = IdentityIn(identity.kind, identity_normalize(identity.kind, identity.value))
+                except IdentityInvalid as exc:
+                    cache[key] = exc
+            normalised = cache[key]
+            if isinstance(normalised, IdentityInvalid):
+                invalid.setdefault(index, {})[f"identities[{position}]"] = [
+                    {"code": normalised.code, "message": normalised.message}
+                ]
+            elif normalised not in identities:
+                identities.append(normalised)
+        normalised_items.append(item if identities == item.identities else replace(item, identities=identities))
+    return normalised_items, invalid
+
+
+def _ingest(items, invalid):
+    results: list[IngestResult | None] = [
+        IngestResult("rejected", errors=invalid[index]) if index in invalid else None for index in range(len(items))
+    ]
     advisory_lock(
         [f"interaction:{item.source}:{item.external_id}" for item in items]
         + [identity_lock_key(i.kind, i.value) for item in items for i in item.identities]
@@ -77,6 +110,8 @@ def _ingest(items):
     first_index = {}
     fresh = []
     for index, item in enumerate(items):
+        if index in invalid:
+            continue
         key = (item.source, item.external_id)
         if key in stored:
             results[index] = IngestResult("duplicate", stored[key])

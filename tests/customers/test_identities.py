@@ -64,3 +64,43 @@ def test_a_search_term_is_tried_as_each_kind_it_could_be():
 
     assert ("phone", "+4915112345678") in guesses
     assert ("whatsapp", "+4915112345678") in guesses
+
+
+@pytest.mark.parametrize(("kind", "raw", "expected"), [
+    ("email", "  Lisa.Smith@Example.COM ", "lisa.smith@example.com"),
+    ("phone", "+49 151 1234-5678", "+4915112345678"),
+    ("instagram", "@Lisa_Shop", "lisa_shop"),
+])
+def test_normalising_twice_changes_nothing(kind, raw, expected):
+    assert identity_normalize(kind, identity_normalize(kind, raw)) == expected
+
+
+@pytest.mark.django_db
+def test_the_ingest_service_normalises_identities_whoever_calls_it(settings):
+    from datetime import datetime, timezone
+
+    from customers.models import Identity
+    from interactions.ingest import IdentityIn, IngestItem
+    from interactions.services import interactions_ingest
+
+    # given: a caller that hands over identities as a provider sent them
+    settings.DEFAULT_PHONE_REGION = "IR"
+    at = datetime(2026, 3, 1, tzinfo=timezone.utc)
+
+    def item(external_id, *identities):
+        return IngestItem(source="sms", external_id=external_id, channel="sms", kind="message", direction="inbound",
+                          author_type="customer", occurred_at=at, identities=[IdentityIn(k, v) for k, v in identities])
+
+    # when
+    first, second, bad = interactions_ingest(items=[
+        item("1", ("phone", "۰۹۱۲ ۳۴۵ ۶۷۸۹")),
+        item("2", ("phone", "+98 912 345 6789"), ("email", "Sara@Example.com")),
+        item("3", ("phone", "not a number")),
+    ])
+
+    # then: one customer, normalised identities, the bad item rejected with its reason and nothing stored for it
+    assert (first.status, second.status, bad.status) == ("created", "created", "rejected")
+    assert first.interaction.customer_id == second.interaction.customer_id
+    assert sorted(Identity.objects.values_list("kind", "value")) == [("email", "sara@example.com"),
+                                                                     ("phone", "+989123456789")]
+    assert list(bad.errors) == ["identities[0]"]

@@ -353,3 +353,22 @@ def canned_responses_suggest(*, standard_ids, channel=None, limit=5):
         .order_by("-use_count", "title")
         .filter(Q(standard_id__in=standard_ids) | Q(standard__isnull=True))[:limit]
     )
+
+
+def standard_detail_queryset():
+    return Standard.objects.select_related("calendar", "current_version").prefetch_related(
+        "segments",
+        "canned_responses",
+        Prefetch("versions", queryset=StandardVersion.objects.select_related("author", "proposal").order_by("-number")),
+    )
+
+
+def canned_response_get(*, pk):
+    return canned_response_search(include_inactive=True).filter(pk=pk).first()
+
+
+def conversation_reference(conversation) -> str:
+    """How an agent names a conversation to a customer: its number, and its subject if any."""
+    if conversation is None:
+        return ""
+    return f"#{conversation.pk}" + (f" ({conversation.subject})" if conversation.subject else "")

@@ -25,6 +25,7 @@ from customers.services import (
 from integrations.services import event_emit, events_emit
 from interactions.ingest import IdentityIn, IngestItem
 from interactions.models import Conversation, Interaction
+from standards.services import canned_response_uses_record
 
 # Kinds that make up a conversation; a note joins an open one but never opens one.
 CONVERSATIONAL_KINDS = {Interaction.Kind.MESSAGE, Interaction.Kind.CALL, Interaction.Kind.COMMENT}
@@ -180,6 +181,7 @@ def _after_ingest(rows, created_customers, opened_conversations):
     events += [("conversation.opened", conversation_payload(c)) for c in opened_conversations]
     events += [("interaction.created", interaction_payload(row)) for row in rows]
     events_emit(events=events)
+    canned_response_uses_record(interactions=rows)  # outbound rows naming data.canned_response_id
 
 
 def interaction_payload(row):

@@ -5,6 +5,7 @@ import pytest
 from django.urls import reverse
 
 from standards import services
+from standards.models import CannedResponseUse
 from tests.factories import ConversationFactory, CustomerFactory, InteractionFactory
 from tests.standards.factories import (
     CannedResponseFactory,
@@ -169,3 +170,22 @@ def test_canned_response_render_fills_placeholders_per_channel(api):
     assert sms["text"] == "Hi لیلا - Sara {unknown}"
     assert api.get(url, {"customer": 999999}).status_code == 404
     assert api.get(url, {"channel": "pigeon"}).status_code == 400
+
+
+def test_an_ingested_outbound_message_naming_a_canned_response_records_its_use(api):
+    # given
+    response = CannedResponseFactory()
+    item = {
+        "source": "helpdesk", "external_id": "m-1", "channel": "email", "kind": "message", "direction": "outbound",
+        "author_type": "agent", "occurred_at": "2025-06-10T10:00:00Z", "identities": [{"kind": "email", "value": "lisa@example.com"}],
+        "body": "Hello Lisa", "data": {"canned_response_id": response.pk},
+    }
+    # when: sent, and replayed
+    first = api.post(reverse("interaction-create"), item, format="json")
+    api.post(reverse("interaction-create"), item, format="json")
+    api.post(reverse("interaction-create"), {**item, "external_id": "m-2", "data": {"canned_response_id": 999999}},
+             format="json")
+    # then
+    assert first.status_code == 201
+    (use,) = CannedResponseUse.objects.all()
+    assert (use.response_id, use.interaction_id, use.channel) == (response.pk, first.json()["id"], "email")

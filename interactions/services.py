@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
+from crm.bulk import rows_insert, rows_update
 from crm.locks import advisory_lock, customers_lock_shared
 from customers.identities import IdentityInvalid, identity_normalize
 from customers.models import Customer, Identity, Merge
@@ -160,7 +161,7 @@ def _ingest(items, invalid):
                 data=item.data,
             )
         )
-    Interaction.objects.bulk_create(rows)
+    rows_insert(Interaction, rows)
     for index, row in zip(fresh, rows):
         results[index] = IngestResult("created", row)
     for index, item in enumerate(items):
@@ -296,7 +297,7 @@ def _resolve_customers(items, indexes):
             for i in item_indexes:
                 attributes.update(items[i].customer_attributes)
             fresh_customers.append(Customer(name=name, attributes=attributes, created_at=now))
-        Customer.objects.bulk_create(fresh_customers)
+        rows_insert(Customer, fresh_customers)
         for (item_indexes, _nodes), customer in zip(new_customer_groups, fresh_customers):
             created.append(customer.pk)
             for index in item_indexes:
@@ -311,7 +312,7 @@ def _resolve_customers(items, indexes):
             key = (identity.kind, identity.value)
             if key not in identity_rows and key not in new_identities:
                 new_identities[key] = Identity(customer_id=customer_id, kind=identity.kind, value=identity.value)
-    Identity.objects.bulk_create(list(new_identities.values()))
+    rows_insert(Identity, list(new_identities.values()))
     identity_id_of = {key: row["pk"] for key, row in identity_rows.items()}
     identity_id_of.update({key: row.pk for key, row in new_identities.items()})
     return customer_of, identity_id_of, created, rejected
@@ -379,7 +380,7 @@ def _customers_fill_in(items, customer_of, *, exclude):
         if attributes != customer.attributes or name != customer.name:
             customer.attributes, customer.name = attributes, name
             changed.append(customer)
-    Customer.objects.bulk_update(changed, ["name", "attributes"])
+    rows_update(Customer, changed, ["name", "attributes", "updated_at"])
 
 
 def _assign_conversations(items, indexes, customer_of):
@@ -441,11 +442,12 @@ def _assign_conversations(items, indexes, customer_of):
         assigned[index] = conversation
 
     if opened:
-        Conversation.objects.bulk_create(opened)
+        rows_insert(Conversation, opened)
     opened_ids = {id(c) for c in opened}
     updated = [c for key, c in touched.items() if key not in opened_ids]
     if updated:
-        Conversation.objects.bulk_update(
+        rows_update(
+            Conversation,
             updated,
             ["customer", "status", "channels", "last_activity_at", "first_inbound_at", "first_response_at",
              "resolved_at", "reopen_count", "updated_at"],

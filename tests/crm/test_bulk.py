@@ -1,0 +1,58 @@
+"""rows_insert / rows_update store exactly what bulk_create / bulk_update would."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from crm.bulk import rows_insert, rows_update
+from customers.models import Customer
+from interactions.models import Conversation, Interaction
+
+pytestmark = pytest.mark.django_db
+AT = datetime(2026, 5, 1, 12, 30, tzinfo=timezone.utc)
+
+
+def test_rows_insert_sets_primary_keys_in_order_and_stores_every_field():
+    # given
+    customers = [Customer(name=f"مشتری {n}", attributes={"n": n, "tags": ["a", None]}) for n in range(3)]
+
+    # when
+    rows_insert(Customer, customers)
+    interactions = [
+        Interaction(customer=c, channel="whatsapp", kind="message", direction="inbound", author_type="customer",
+                    occurred_at=AT, body=f"سلام {c.name}", sentiment=-0.5 if i else None, source="t",
+                    external_id=str(i), data={"nested": {"i": i}})
+        for i, c in enumerate(customers)
+    ]
+    rows_insert(Interaction, interactions)
+
+    # then
+    assert [c.pk for c in customers] == sorted(c.pk for c in customers)
+    stored = {c.pk: c for c in Customer.objects.all()}
+    for customer in customers:
+        assert customer._state.adding is False
+        assert (stored[customer.pk].name, stored[customer.pk].attributes) == (customer.name, customer.attributes)
+        assert stored[customer.pk].updated_at is not None
+    rows = list(Interaction.objects.order_by("pk").values("pk", "customer_id", "body", "sentiment", "data",
+                                                          "occurred_at", "conversation_id"))
+    assert rows == [
+        {"pk": i.pk, "customer_id": i.customer_id, "body": i.body, "sentiment": i.sentiment, "data": i.data,
+         "occurred_at": AT, "conversation_id": None}
+        for i in interactions
+    ]
+
+
+def test_rows_update_writes_only_the_named_fields():
+    customer = Customer.objects.create(name="Lisa")
+    conversations = rows_insert(Conversation, [
+        Conversation(customer=customer, opened_at=AT, last_activity_at=AT, channels=["chat"]) for _ in range(2)
+    ])
+    first, second = conversations
+    first.channels, first.status, first.subject = ["chat", "email"], "resolved", "not saved"
+    second.channels, second.reopen_count = ["phone"], 3
+
+    assert rows_update(Conversation, conversations, ["channels", "status", "reopen_count"]) == 2
+
+    stored = {c.pk: c for c in Conversation.objects.all()}
+    assert (stored[first.pk].channels, stored[first.pk].status, stored[first.pk].subject) == (["chat", "email"], "resolved", "")
+    assert (stored[second.pk].channels, stored[second.pk].reopen_count) == (["phone"], 3)

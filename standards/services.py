@@ -656,3 +656,53 @@ def canned_response_uses_record(*, interactions) -> None:
     ]
     if uses:
         CannedResponseUse.objects.bulk_create(uses, ignore_conflicts=True)
+
+
+def conversation_standing(*, conversation, now=None) -> list[dict]:
+    """How a conversation stands right now against each standard that applies to it, without writing.
+
+    The agent's page shows this: the same judgement the beat task records,
+    computed for one conversation on the spot, so it is current even between
+    two runs of the watcher. Read-only: no evaluation row, no event.
+    """
+    from interactions.models import Interaction
+
+    now = now or timezone.now()
+    at = conversation.first_inbound_at or conversation.opened_at
+    channel = (conversation.channels or [""])[0]
+    slugs = [segment.slug for segment in conversation.customer.segments.all()]
+    applicable = []
+    for standard_versions in versions_in_force().values():
+        version = version_at(standard_versions, at)
+        if version is not None and version_applies(version, channel=channel, segment_slugs=slugs):
+            applicable.append(version)
+    metrics_used = {v.content["metric"] for v in applicable}
+    messages = []
+    if Metric.NEXT_RESPONSE_TIME in metrics_used:
+        messages = list(
+            Interaction.objects.filter(conversation_id=conversation.pk, kind__in=MESSAGE_KINDS)
+            .order_by("occurred_at", "id")
+            .values_list("direction", "author_type", "occurred_at")
+        )
+    scores = _survey_scores([conversation.pk]) if metrics_used & {Metric.CSAT_FLOOR, Metric.CES_FLOOR} else {}
+    standing = []
+    for version in sorted(applicable, key=lambda v: v.content["title"]):
+        metric = version.content["metric"]
+        if metric in (Metric.CSAT_FLOOR, Metric.CES_FLOOR):
+            judged = _floor_judgement(conversation, version, scores)
+        else:
+            judged = _conversation_judgements(
+                conversation=conversation, version=version, messages=messages, now=now,
+                warn_fraction=settings.STANDARDS_WARNING_FRACTION,
+            )
+        remaining = None
+        if judged and judged["status"] in (Evaluation.Status.PENDING, Evaluation.Status.WARNED) and judged["elapsed_seconds"] is not None:
+            remaining = max(0.0, judged["target"] - judged["elapsed_seconds"])
+        standing.append({"version": version, "standard_id": version.standard_id, "title": version.content["title"],
+                         "metric": metric, "target": float(version.content["target"]),
+                         "status": judged["status"] if judged else "not_started",
+                         "elapsed_seconds": judged["elapsed_seconds"] if judged else None,
+                         "late_seconds": judged["late_seconds"] if judged else None,
+                         "due_at": judged["due_at"] if judged else None, "remaining_seconds": remaining,
+                         "value": judged.get("value") if judged else None})
+    return standing

@@ -8,7 +8,18 @@ unnest(…)`, a fixed number of parameters whatever the batch size. Other
 databases get Django's own methods, which behave the same.
 """
 
+import psycopg
 from django.db import connection, models
+
+
+def _cursor():
+    """A server-side-binding psycopg cursor on Django's connection (same transaction).
+
+    Django's psycopg cursors bind client-side, quoting every array element
+    through Python; with server-side binding the arrays go as parameters.
+    """
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
 
 
 def _column_type(field):
@@ -49,7 +60,7 @@ def rows_insert(model, objs):
         arrays=", ".join(f"%s::{_column_type(f)}[]" for f in fields),
         pk=quote(meta.pk.column),
     )
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, _arrays(fields, objs, adding=True))
         ids = [row[0] for row in cursor.fetchall()]
     # INSERT … SELECT returns rows in the order unnest produced them, which is the order given.
@@ -79,6 +90,6 @@ def rows_update(model, objs, field_names):
         columns=", ".join(columns),
         pk=quote(meta.pk.column),
     )
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, _arrays([meta.pk, *fields], objs, adding=False))
         return cursor.rowcount

@@ -287,3 +287,68 @@ def test_backoff_doubles_and_is_capped(settings):
     assert delays == [60, 120, 240, 480, 960, 1920, 3600, 3600]
     assert retry_delay_seconds(cycle_attempts=1, retry_after="86400") == 3600
     assert retry_delay_seconds(cycle_attempts=1, retry_after="soon") == 60
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 408, 410, 413, 422])
+def test_other_client_errors_are_dead_at_once(receiver, private_targets, queued, status):
+    receiver.respond((status,))
+    delivery = delivery_for(WebhookSubscriptionFactory(url=receiver.url))
+
+    assert webhook_delivery_attempt(delivery_id=delivery.pk) is None
+
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.last_status_code) == (WebhookDelivery.Status.DEAD, status)
+    assert delivery.last_error == f"HTTP {status}; not retried"
+
+
+def test_retry_after_beyond_the_cap_is_capped(receiver, private_targets, queued, settings):
+    settings.WEBHOOK_RETRY_MAX_SECONDS = 30
+    receiver.respond((503, {"Retry-After": "86400"}))
+    delivery = delivery_for(WebhookSubscriptionFactory(url=receiver.url))
+
+    assert webhook_delivery_attempt(delivery_id=delivery.pk) == 30
+
+    delivery.refresh_from_db()
+    assert timedelta(seconds=28) < delivery.next_attempt_at - timezone.now() <= timedelta(seconds=30)
+
+
+def test_retry_after_as_an_http_date_is_honoured(receiver, private_targets, queued):
+    from email.utils import format_datetime
+
+    when = timezone.now() + timedelta(seconds=120)
+    receiver.respond((429, {"Retry-After": format_datetime(when, usegmt=True)}))
+    delivery = delivery_for(WebhookSubscriptionFactory(url=receiver.url))
+
+    delay = webhook_delivery_attempt(delivery_id=delivery.pk)
+
+    assert 115 < delay <= 120
+
+
+def test_redirects_are_not_followed(receiver, private_targets, queued):
+    receiver.respond((302, {"Location": "http://169.254.169.254/latest/meta-data/"}))
+    delivery = delivery_for(WebhookSubscriptionFactory(url=receiver.url))
+
+    assert webhook_delivery_attempt(delivery_id=delivery.pk) is None
+
+    delivery.refresh_from_db()
+    assert receiver.count() == 1
+    assert (delivery.status, delivery.last_status_code) == (WebhookDelivery.Status.DEAD, 302)
+
+
+def test_a_name_resolving_to_a_private_address_is_refused_at_send_time(receiver, queued, settings):
+    # given a subscription made when its name pointed somewhere public (DNS rebinding)
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = False
+    subscription = webhook_subscription_create(url="https://hooks.example.com/crm")
+    delivery = delivery_for(subscription)
+
+    # when the name now resolves to the metadata address
+    with mock.patch(
+        "integrations.transport.socket.getaddrinfo",
+        return_value=[(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", 443))],
+    ):
+        assert webhook_delivery_attempt(delivery_id=delivery.pk) is None
+
+    # then nothing was sent and the delivery is dead with the reason
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.DEAD
+    assert "link-local" in delivery.last_error and receiver.count() == 0

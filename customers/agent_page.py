@@ -27,10 +27,6 @@ from crm.api import KeysetPagination
 from customers.selectors import customer_get_resolved
 from interactions.selectors import conversation_list, timeline_queryset
 
-CHANNEL_ICONS = {
-    "chat": "💬", "email": "✉️", "phone": "📞", "sms": "📱", "whatsapp": "🟢", "facebook": "📘", "instagram": "📸",
-    "twitter": "🐦", "telegram": "✈️", "web": "🌐", "store": "🏬", "survey": "📝", "internal": "🗒️",
-}
 AUTHOR_LABELS = {"customer": _("Customer"), "agent": _("Agent"), "bot": _("Bot"), "system": _("System")}
 OPEN_STATUSES = ("open", "pending")
 
@@ -66,7 +62,6 @@ def _timeline_page(customer_id, before=None):
     items = [
         {
             "row": row,
-            "icon": CHANNEL_ICONS.get(row.channel, "•"),
             "author_label": AUTHOR_LABELS.get(row.author_type, row.author_type),
             "author_name": row.author_name or (row.agent.get_full_name() or row.agent.get_username() if row.agent else ""),
         }

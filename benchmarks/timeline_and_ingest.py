@@ -1,0 +1,363 @@
+"""Timeline reads and bulk ingestion through the API, against bare psycopg on the same tables, in one run.
+
+    python benchmarks/timeline_and_ingest.py [--database crm_bench] [--refill] [--profile]
+
+1. Fills a dedicated PostgreSQL database (default `crm_bench`, created and
+   migrated if missing) with 100,000 customers, 200,000 identities, 100,000
+   conversations and 1,000,000 interactions over 200 days, with set-based SQL
+   (INSERT … SELECT generate_series); skipped when already filled.
+2. Timeline: the first page (50) of `GET /api/v1/customers/{id}/timeline/`
+   through Django's full request stack (test client, token auth, middleware,
+   serialisation) against the bare indexed query through psycopg, interleaved,
+   for the same customers (random ones among those with ≥ 50 interactions). Target: API p50 within 10× the bare p50.
+3. Bulk ingest: `POST /api/v1/interactions/bulk/` with 1,000-item batches
+   (identity resolution: half known customers, a third new, the rest a known
+   visitor with a new phone number), against bare pipelined INSERTs of as many
+   rows into the same table. Targets: ≥ 10,000 interactions/s and ≥ 1/6 of bare.
+4. `--profile` runs one more ingest batch under cProfile and prints where the
+   time goes.
+
+Runs with DEBUG off and Redis as the broker (tasks queued, as in production;
+the Redis db is flushed at the end). Prints the figures and writes them to
+benchmarks/results/<database>.json.
+"""
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import random
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CUSTOMERS = 100_000
+INTERACTIONS = 1_000_000
+BATCH = 1000
+DAYS = 200
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--server", default=os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432"))
+    parser.add_argument("--database", default="crm_bench")
+    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/5"))
+    parser.add_argument("--refill", action="store_true", help="Drop and refill the database.")
+    parser.add_argument("--timeline-samples", type=int, default=500)
+    parser.add_argument("--ingest-batches", type=int, default=20)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--seed", type=int, default=11)
+    return parser.parse_args()
+
+
+# --- 1. fill ---------------------------------------------------------------------------
+
+
+def database_prepare(args):
+    url = f"{args.server}/{args.database}"
+    with psycopg.connect(f"{args.server}/postgres", autocommit=True) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.database]).fetchone()
+        if exists and args.refill:
+            admin.execute(f'DROP DATABASE "{args.database}" WITH (FORCE)')
+            exists = None
+        if not exists:
+            admin.execute(f'CREATE DATABASE "{args.database}"')
+    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "1"}
+    env.pop("REDIS_URL", None)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    with psycopg.connect(url, autocommit=True) as conn:
+        filled = conn.execute("SELECT count(*) FROM interactions_interaction WHERE source = 'bench'").fetchone()[0]
+        if filled >= INTERACTIONS:
+            print(f"{args.database}: already filled ({filled:,} bench interactions)")
+            return url
+        started = time.perf_counter()
+        fill(conn)
+        print(f"{args.database}: filled in {time.perf_counter() - started:.0f}s")
+    return url
+
+
+FILL = """
+SELECT setseed(0.42);
+DELETE FROM interactions_interaction;
+DELETE FROM interactions_conversation;
+DELETE FROM customers_identity;
+DELETE FROM customers_customer_segments;
+DELETE FROM customers_customer;
+
+INSERT INTO customers_customer (id, name, attributes, created_at, updated_at)
+SELECT g, 'Bench customer ' || g, '{}'::jsonb, now() - interval '210 days', now()
+FROM generate_series(1, %(customers)s) g;
+
+INSERT INTO customers_identity (id, kind, value, created_at, customer_id)
+SELECT g, 'email', 'customer' || g || '@bench.example.com', now(), g FROM generate_series(1, %(customers)s) g
+UNION ALL
+SELECT %(customers)s + g, 'chat', 'bench-visitor-' || g, now(), g FROM generate_series(1, %(customers)s) g;
+
+INSERT INTO interactions_conversation (id, status, subject, channels, opened_at, last_activity_at, first_inbound_at,
+    first_response_at, resolved_at, reopen_count, created_at, updated_at, customer_id)
+SELECT g, 'resolved', 'Bench conversation', '["chat"]'::jsonb, now() - interval '30 days', now() - interval '29 days',
+    now() - interval '30 days', now() - interval '30 days' + interval '5 minutes', now() - interval '29 days', 0,
+    now() - interval '30 days', now(), g
+FROM generate_series(1, %(customers)s) g;
+
+-- Activity is skewed: customer ids drawn from a power law, so some customers have
+-- hundreds of interactions and many only a few (as in a real CRM).
+INSERT INTO interactions_interaction (id, channel, kind, direction, author_type, author_name, occurred_at,
+    subject, body, sentiment, intent, incident_at, source, external_id, data, created_at, agent_id,
+    conversation_id, customer_id, identity_id)
+SELECT g,
+    (ARRAY['chat','email','phone','sms','whatsapp','facebook','instagram','web'])[1 + g %% 8],
+    (ARRAY['message','message','call','message','message','reaction','message','visit'])[1 + g %% 8],
+    CASE WHEN g %% 3 = 0 THEN 'outbound' ELSE 'inbound' END,
+    CASE WHEN g %% 3 = 0 THEN 'agent' ELSE 'customer' END,
+    '',
+    now() - (random() * interval '%(days)s days'),
+    '',
+    'Bench message ' || g || ': my order has not arrived yet, can you check the delivery status please?',
+    CASE WHEN g %% 5 = 0 THEN round((random() * 2 - 1)::numeric, 2)::float END,
+    '', NULL, 'bench', 'bench-' || g, '{}'::jsonb, now(), NULL,
+    CASE WHEN g %% 8 IN (0, 1, 3, 4) THEN c END,
+    c, c
+FROM (
+    SELECT g, 1 + floor(%(customers)s * power(random(), 2.5))::bigint AS c
+    FROM generate_series(1, %(interactions)s) g
+) s;
+
+SELECT setval(pg_get_serial_sequence('customers_customer', 'id'), %(customers)s);
+SELECT setval(pg_get_serial_sequence('customers_identity', 'id'), 2 * %(customers)s);
+SELECT setval(pg_get_serial_sequence('interactions_conversation', 'id'), %(customers)s);
+SELECT setval(pg_get_serial_sequence('interactions_interaction', 'id'), %(interactions)s);
+"""
+
+
+def fill(conn):
+    params = {"customers": CUSTOMERS, "interactions": INTERACTIONS, "days": DAYS}
+    with conn.transaction():
+        for statement in FILL.split(";\n"):
+            if statement.strip():
+                conn.execute(statement, params)
+    conn.execute("VACUUM ANALYZE")
+
+
+# --- Django in this process ------------------------------------------------------------------
+
+
+def django_setup(url, redis_url):
+    os.environ.update({
+        "DATABASE_URL": url,
+        "REDIS_URL": redis_url,
+        "DEBUG": "false",
+        "SECRET_KEY": "benchmark-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
+        "ALLOWED_HOSTS": "testserver",
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "crm.settings",
+    })
+    import django
+
+    django.setup()
+    from django.test import Client
+
+    from crm.api import SCOPES
+    from integrations.services import api_token_create
+
+    _token, raw = api_token_create(name="benchmark", scopes=list(SCOPES))
+    return Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+# --- 2. timeline -------------------------------------------------------------------------------
+
+BARE_TIMELINE = """
+SELECT id, customer_id, conversation_id, channel, kind, direction, author_type, author_name, agent_id,
+       occurred_at, subject, body, sentiment, intent, incident_at, source, external_id, data, created_at
+FROM interactions_interaction
+WHERE customer_id = %s
+ORDER BY occurred_at DESC, id DESC
+LIMIT 51
+"""
+
+
+def timeline_bench(client, url, samples, rng):
+    with psycopg.connect(url, autocommit=True) as conn:
+        # Customers with at least a full page of history (a page of 50 is what is measured).
+        busy = [row[0] for row in conn.execute(
+            "SELECT customer_id FROM interactions_interaction GROUP BY customer_id HAVING count(*) >= 50 ORDER BY 1"
+        )]
+        ids = [rng.choice(busy) for _ in range(samples + 50)]
+        plan = conn.execute("EXPLAIN " + BARE_TIMELINE, [ids[0]]).fetchall()
+        api, bare, rows = [], [], []
+        for index, customer_id in enumerate(ids):
+            started = time.perf_counter()
+            response = client.get(f"/api/v1/customers/{customer_id}/timeline/")
+            api_seconds = time.perf_counter() - started
+            assert response.status_code == 200, response.content[:500]
+            started = time.perf_counter()
+            fetched = conn.execute(BARE_TIMELINE, [customer_id], prepare=True).fetchall()
+            bare_seconds = time.perf_counter() - started
+            if index >= 50:  # the first 50 warm caches and connections
+                api.append(api_seconds)
+                bare.append(bare_seconds)
+                rows.append(len(response.json()["results"]))
+                assert len(fetched) >= min(50, rows[-1])
+    result = {
+        "samples": len(api),
+        "customers_with_a_full_page": len(busy),
+        "page_rows": sorted(set(rows)),
+        "api_p50_ms": round(percentile(api, 0.5) * 1000, 3),
+        "api_p99_ms": round(percentile(api, 0.99) * 1000, 3),
+        "bare_p50_ms": round(percentile(bare, 0.5) * 1000, 3),
+        "bare_p99_ms": round(percentile(bare, 0.99) * 1000, 3),
+        "bare_plan": " / ".join(line[0].strip() for line in plan[:3]),
+    }
+    result["p50_ratio"] = round(result["api_p50_ms"] / result["bare_p50_ms"], 2)
+    result["p99_ratio"] = round(result["api_p99_ms"] / result["bare_p99_ms"], 2)
+    return result
+
+
+# --- 3. bulk ingest ------------------------------------------------------------------------------
+
+CHANNELS = ["chat", "email", "sms", "whatsapp", "facebook"]
+
+
+def ingest_items(run, batch_number, rng):
+    now = datetime.now(timezone.utc)
+    items = []
+    for n in range(BATCH):
+        serial = f"{run}-{batch_number}-{n}"
+        roll = rng.random()
+        customer = rng.randint(1, CUSTOMERS)
+        if roll < 0.5:
+            identities = [{"kind": "email", "value": f"Customer{customer}@bench.example.com"}]
+        elif roll < 0.83:
+            identities = [{"kind": "email", "value": f"new-{serial}@bench.example.com"}]
+        else:
+            identities = [{"kind": "chat", "value": f"bench-visitor-{customer}"},
+                          {"kind": "phone", "value": f"+1 415 {rng.randint(200, 999)} {rng.randint(1000, 9999)}"}]
+        items.append({
+            "source": "bench-ingest",
+            "external_id": serial,
+            "channel": rng.choice(CHANNELS),
+            "kind": "message",
+            "direction": "inbound",
+            "author_type": "customer",
+            "occurred_at": (now - timedelta(seconds=rng.randint(0, 3600))).isoformat(),
+            "identities": identities,
+            "body": f"Bench ingest {serial}: where is my parcel? It was due yesterday.",
+            "sentiment": round(rng.uniform(-1, 1), 2),
+        })
+    return items
+
+
+BARE_INSERT = """
+INSERT INTO interactions_interaction (channel, kind, direction, author_type, author_name, occurred_at, subject, body,
+    sentiment, intent, incident_at, source, external_id, data, created_at, agent_id, conversation_id, customer_id,
+    identity_id)
+VALUES (%s, %s, %s, %s, '', %s, '', %s, %s, '', NULL, %s, %s, '{}'::jsonb, now(), NULL, NULL, %s, NULL)
+"""
+
+
+def ingest_bench(client, url, batches, rng):
+    run = f"r{int(time.time())}"
+    bodies = [json.dumps({"items": ingest_items(run, number, rng)}) for number in range(batches + 1)]
+    # One warm-up batch, not timed.
+    response = client.post("/api/v1/interactions/bulk/", bodies[0], content_type="application/json")
+    assert response.status_code in (200, 201, 207), response.content[:500]
+    created = 0
+    started = time.perf_counter()
+    for body in bodies[1:]:
+        response = client.post("/api/v1/interactions/bulk/", body, content_type="application/json")
+        assert response.status_code in (200, 201, 207), response.content[:500]
+        payload = response.json()
+        results = payload["results"] if isinstance(payload, dict) else payload
+        created += sum(1 for r in results if r.get("status") == "created")
+    api_seconds = time.perf_counter() - started
+    count = batches * BATCH
+    assert created == count, f"{created} of {count} created"
+
+    bare_rows = []
+    for number in range(1, batches + 1):
+        for item in json.loads(bodies[number])["items"]:
+            bare_rows.append((item["channel"], item["kind"], item["direction"], item["author_type"],
+                              datetime.fromisoformat(item["occurred_at"]), item["body"], item["sentiment"],
+                              "bench-bare", f"{run}-{item['external_id']}", rng.randint(1, CUSTOMERS)))
+    with psycopg.connect(url) as conn:
+        started = time.perf_counter()
+        for offset in range(0, len(bare_rows), BATCH):
+            with conn.transaction(), conn.cursor() as cursor:
+                # executemany runs in pipeline mode: one round trip per batch, not per row.
+                cursor.executemany(BARE_INSERT, bare_rows[offset:offset + BATCH])
+        bare_seconds = time.perf_counter() - started
+    result = {
+        "items": count,
+        "batch": BATCH,
+        "api_items_per_s": round(count / api_seconds),
+        "bare_items_per_s": round(count / bare_seconds),
+        "api_seconds_per_batch": round(api_seconds / batches, 3),
+        "bare_seconds_per_batch": round(bare_seconds / batches, 3),
+    }
+    result["api_fraction_of_bare"] = round(result["api_items_per_s"] / result["bare_items_per_s"], 3)
+    return result, run
+
+
+def ingest_profile(client, run, rng):
+    body = json.dumps({"items": ingest_items(f"{run}-profile", 0, rng)})
+    profiler = cProfile.Profile()
+    profiler.enable()
+    response = client.post("/api/v1/interactions/bulk/", body, content_type="application/json")
+    profiler.disable()
+    assert response.status_code in (200, 201, 207)
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).sort_stats("cumulative")
+    out.write("--- project functions, by cumulative time ---\n")
+    stats.print_stats(r"(interactions|customers|crm|integrations|metrics|standards)/.*\.py", 30)
+    out.write("--- everything, by own time (database waits show as psycopg's execute/wait) ---\n")
+    stats.sort_stats("tottime").print_stats(15)
+    return out.getvalue()
+
+
+def main():
+    args = parse_args()
+    rng = random.Random(args.seed)
+    url = database_prepare(args)
+    client = django_setup(url, args.redis)
+    from django.db import connection
+
+    print(f"PostgreSQL {connection.cursor().connection.info.server_version}, {os.cpu_count()} CPUs")
+    timeline = timeline_bench(client, url, args.timeline_samples, rng)
+    print("timeline:", json.dumps(timeline, indent=2))
+    ingest, run = ingest_bench(client, url, args.ingest_batches, rng)
+    print("ingest:", json.dumps(ingest, indent=2))
+    verdict = {
+        "timeline_p50_within_10x": timeline["p50_ratio"] <= 10,
+        "ingest_at_least_10000_per_s": ingest["api_items_per_s"] >= 10_000,
+        "ingest_at_least_a_sixth_of_bare": ingest["api_fraction_of_bare"] >= 1 / 6,
+    }
+    print("targets:", json.dumps(verdict, indent=2))
+    results_dir = ROOT / "benchmarks" / "results"
+    results_dir.mkdir(exist_ok=True)
+    (results_dir / f"{args.database}.json").write_text(json.dumps(
+        {"at": datetime.now(timezone.utc).isoformat(), "timeline": timeline, "ingest": ingest, "targets": verdict},
+        indent=2) + "\n")
+    if args.profile:
+        print(ingest_profile(client, run, rng))
+    import redis
+
+    redis.Redis.from_url(args.redis).flushdb()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

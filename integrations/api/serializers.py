@@ -1,5 +1,7 @@
 import json
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from integrations.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
@@ -44,6 +46,7 @@ class SubscriptionOutSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
 
+    @extend_schema_field(OpenApiTypes.DATETIME)
     def get_previous_secret_expires_at(self, obj):
         if not obj.previous_secret or obj.previous_secret_expires_at is None:
             return None
@@ -55,6 +58,11 @@ class SubscriptionWithSecretOutSerializer(SubscriptionOutSerializer):
 
     class Meta(SubscriptionOutSerializer.Meta):
         fields = SubscriptionOutSerializer.Meta.fields + ["secret"]
+
+
+class EventTypeOutSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    description = serializers.CharField()
 
 
 class DeliveryFilterSerializer(serializers.Serializer):

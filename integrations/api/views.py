@@ -1,6 +1,6 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
@@ -31,8 +31,12 @@ class SubscriptionListView(GenericAPIView):
     required_scopes = SCOPES
     serializer_class = serializers.SubscriptionOutSerializer
 
+    def get_queryset(self):
+        return selectors.webhook_subscription_list()
+
+    @extend_schema(operation_id="webhook_subscriptions_list", responses=serializers.SubscriptionOutSerializer(many=True))
     def get(self, request):
-        page = self.paginate_queryset(selectors.webhook_subscription_list())
+        page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(serializers.SubscriptionOutSerializer(page, many=True).data)
 
     @extend_schema(
@@ -102,7 +106,14 @@ class DeliveryListView(GenericAPIView):
     required_scopes = SCOPES
     serializer_class = serializers.DeliveryOutSerializer
 
-    @extend_schema(parameters=[serializers.DeliveryFilterSerializer])
+    def get_queryset(self):
+        return selectors.webhook_delivery_list()
+
+    @extend_schema(
+        operation_id="webhook_deliveries_list",
+        parameters=[serializers.DeliveryFilterSerializer],
+        responses=serializers.DeliveryOutSerializer(many=True),
+    )
     def get(self, request):
         filters = serializers.DeliveryFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -152,7 +163,9 @@ class EventTypeListView(GenericAPIView):
     required_scopes = SCOPES
     pagination_class = None
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(
+        responses=inline_serializer("EventTypeList", {"results": serializers.EventTypeOutSerializer(many=True)})
+    )
     def get(self, request):
         return Response(
             {"results": [{"type": name, "description": text} for name, text in EVENT_TYPES.items()]}

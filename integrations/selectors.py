@@ -1,7 +1,7 @@
 import hashlib
 from datetime import timedelta
 
-from django.db.models import Q
+from django.core.cache import cache
 from django.utils import timezone
 
 from integrations.models import ApiToken, WebhookDelivery, WebhookSubscription
@@ -13,16 +13,37 @@ def token_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+# Every API call authenticates, and a cache read costs a fraction of a query. The service that
+# revokes or edits a token forgets its entry (api_token_cache_forget), so a revocation still takes
+# effect at once wherever the cache is shared (Redis); the TTL bounds anything that bypasses it.
+TOKEN_CACHE_SECONDS = 60
+_CACHED_FIELDS = ("id", "name", "prefix", "token_hash", "scopes", "expires_at", "last_used_at", "created_at")
+
+
+def token_cache_key(digest: str) -> str:
+    return f"api-token:{digest}"
+
+
 def api_token_get_active(*, raw: str) -> ApiToken | None:
     """The live token for a raw value, or None. Marks it used at most once a minute."""
     now = timezone.now()
-    token = (
-        ApiToken.objects.filter(token_hash=token_hash(raw), revoked_at__isnull=True)
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-        .first()
-    )
-    if token is not None and (token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION):
+    digest = token_hash(raw)
+    cached = cache.get(token_cache_key(digest))
+    if cached is not None:
+        token = ApiToken(**cached)
+        token._state.adding = False
+    else:
+        token = ApiToken.objects.filter(token_hash=digest, revoked_at__isnull=True).first()
+        if token is None:
+            return None
+    if token.expires_at is not None and token.expires_at <= now:
+        return None
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+        cached = None
+    if cached is None:
+        cache.set(token_cache_key(digest), {f: getattr(token, f) for f in _CACHED_FIELDS}, TOKEN_CACHE_SECONDS)
     return token
 
 

@@ -8,6 +8,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -17,7 +18,7 @@ from django.utils import timezone
 from crm.api import SCOPES
 from integrations.events import EVENT_TYPES, event_type_validate
 from integrations.models import ApiToken, IdempotencyKey, WebhookAttempt, WebhookDelivery, WebhookSubscription
-from integrations.selectors import token_hash
+from integrations.selectors import token_cache_key, token_hash
 from integrations.signing import webhook_secret_generate, webhook_secret_key, webhook_signature_header
 from integrations.transport import TargetRefused, TransportError, host_literal_refusal, url_check, webhook_post
 
@@ -51,7 +52,19 @@ def api_token_revoke(*, token: ApiToken) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+        api_token_cache_forget(token=token)
     return token
+
+
+def api_token_cache_forget(*, token: ApiToken):
+    """Drop the cached copy of a token after any change to it (scopes, expiry, revocation).
+
+    Now and again after commit: a request that read the row before the
+    change committed may have cached it meanwhile.
+    """
+    key = token_cache_key(token.token_hash)
+    cache.delete(key)
+    transaction.on_commit(lambda: cache.delete(key))
 
 
 # --- Outbound webhooks -------------------------------------------------------------
@@ -291,9 +304,12 @@ def webhook_delivery_attempt(*, delivery_id: int) -> float | None:
     # A task may arrive slightly before its countdown ends; that is still due.
     due_by = now + timedelta(seconds=1)
     lease = timedelta(seconds=settings.WEBHOOK_TIMEOUT_SECONDS * 2 + 30)
+    # A paused (inactive) subscription's deliveries wait, pending, until it is active again. Its
+    # condition is a subquery, not a join, so the UPDATE's own conditions stay on the row it locks.
     claimed = (
         WebhookDelivery.objects.filter(pk=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=due_by)
         .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+        .filter(subscription_id__in=WebhookSubscription.objects.filter(is_active=True).values("pk"))
         .update(locked_until=now + lease)
     )
     if not claimed:
@@ -396,6 +412,7 @@ def webhook_deliveries_requeue_due(*, limit: int = 1000) -> int:
     ids = list(
         WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=overdue)
         .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+        .filter(subscription__is_active=True)
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:limit]
     )

@@ -42,6 +42,26 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs Redis and a Celery worker: set REDIS_URL"))
 
 
+@pytest.fixture(autouse=True)
+def _api_tokens_uncached():
+    """Each test starts with no API token cached, so query counts do not depend on test order.
+
+    Only the token entries go: on Redis the cache shares its database with the Celery broker.
+    """
+    from django.core.cache import cache
+    from django.core.cache.backends.redis import RedisCache
+
+    from integrations.selectors import token_cache_key
+
+    if isinstance(cache, RedisCache):
+        client = cache._cache.get_client(None, write=True)
+        keys = list(client.scan_iter(match=f"*{token_cache_key('')}*"))
+        if keys:
+            client.delete(*keys)
+    else:
+        cache.clear()
+
+
 @pytest.fixture
 def shared_fixtures():
     """The real provider payloads beside the project (../shared/fixtures)."""

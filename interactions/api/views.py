@@ -12,6 +12,7 @@ from interactions.api.serializers import (
     ConversationOut,
     ConversationUpdateIn,
     InteractionOut,
+    interactions_out,
     TimelineQueryIn,
 )
 from interactions.ingest import item_parse, item_schema
@@ -124,7 +125,7 @@ class TimelineApi(APIView):
             )[: size + 1]
         )
         extra = {"customer_id": live, "redirected_from": pk if live != pk else None}
-        return paginator.response(request, rows, size, InteractionOut(rows[:size], many=True).data, extra)
+        return paginator.response(request, rows, size, interactions_out(rows[:size]), extra)
 
 
 class ConversationListApi(APIView):

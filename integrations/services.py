@@ -204,7 +204,12 @@ _UNSET = object()
 def webhook_subscription_update(
     *, subscription: WebhookSubscription, url=_UNSET, event_types=_UNSET, is_active=_UNSET, description=_UNSET
 ) -> WebhookSubscription:
-    """Change a subscription's URL, event types, state or description."""
+    """Change a subscription's URL, event types, state or description.
+
+    Inactive means paused: no new deliveries, and pending ones wait; turning it
+    active again queues those that are due.
+    """
+    was_active = subscription.is_active
     if url is not _UNSET:
         subscription.url = webhook_url_validate(url)
     if event_types is not _UNSET:
@@ -215,6 +220,16 @@ def webhook_subscription_update(
         subscription.description = description or ""
     subscription.updated_at = timezone.now()
     subscription.save()
+    if subscription.is_active and not was_active:
+        due = list(
+            WebhookDelivery.objects.filter(
+                subscription=subscription,
+                status=WebhookDelivery.Status.PENDING,
+                next_attempt_at__lte=subscription.updated_at,
+            ).values_list("pk", flat=True)
+        )
+        if due:
+            transaction.on_commit(lambda: webhook_deliveries_queue(delivery_ids=due), robust=True)
     return subscription
 
 

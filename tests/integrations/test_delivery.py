@@ -352,3 +352,32 @@ def test_a_name_resolving_to_a_private_address_is_refused_at_send_time(receiver,
     delivery.refresh_from_db()
     assert delivery.status == WebhookDelivery.Status.DEAD
     assert "link-local" in delivery.last_error and receiver.count() == 0
+
+
+def test_a_paused_subscription_holds_its_deliveries_until_resumed(
+    receiver, private_targets, queued, django_capture_on_commit_callbacks
+):
+    # given a pending delivery whose subscription is then paused
+    from integrations.services import webhook_deliveries_requeue_due, webhook_subscription_update
+
+    subscription = WebhookSubscriptionFactory(url=receiver.url)
+    delivery = delivery_for(subscription)
+    webhook_subscription_update(subscription=subscription, is_active=False)
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() - timedelta(hours=1))
+
+    # when a sender or the sweeper comes by, nothing is sent and nothing new is recorded
+    assert webhook_delivery_attempt(delivery_id=delivery.pk) is None
+    queued.reset_mock()
+    assert webhook_deliveries_requeue_due() == 0
+    event_emit(event_type="customer.created", payload={"customer": {"id": 2}})
+    assert receiver.count() == 0 and WebhookDelivery.objects.count() == 1
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.PENDING and delivery.attempt_count == 0
+
+    # then resuming it queues the held delivery, which is sent
+    with django_capture_on_commit_callbacks(execute=True):
+        webhook_subscription_update(subscription=subscription, is_active=True)
+    queued.assert_called_once_with(delivery_ids=[delivery.pk])
+    webhook_delivery_attempt(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.DELIVERED and receiver.count() == 1

@@ -5,11 +5,14 @@
     python3 run.py test [ARGS]  set up, run the whole test suite (pytest ARGS)
     python3 run.py setup        only create/refresh the virtualenv
 
+    python3 run.py [serve] [--port 8000] [--demo-customers 300] [--demo-interactions 10000]
+
 The virtualenv lives in .venv (or $CRM_VENV). It is rebuilt when
 requirements.txt changes: a stamp inside it holds the hash it was built from.
 Only the standard library is used here, since nothing else is installed yet.
 """
 
+import argparse
 import hashlib
 import json
 import os
@@ -22,7 +25,7 @@ ROOT = Path(__file__).resolve().parent
 REQUIREMENTS = ROOT / "requirements.txt"
 VENV = Path(os.environ.get("CRM_VENV") or ROOT / ".venv")
 STAMP = VENV / ".requirements.sha256"
-HOST, PORT = "127.0.0.1", os.environ.get("PORT", "8000")
+HOST = "127.0.0.1"
 
 if sys.version_info < (3, 11):
     sys.exit(f"Python 3.11 or newer is needed; this is {sys.version.split()[0]}.")
@@ -93,17 +96,31 @@ live = api_token_get_active(raw=token) if token else None
 if live is None or set(live.scopes) != set(SCOPES):
     token = api_token_create(name="demo (run.py)", scopes=list(SCOPES), created_by=user)[1]
 path.write_text(json.dumps({"username": username, "password": password, "token": token}))
-print(json.dumps({"username": username, "password": password, "token": token}))
+
+# Where to look first: a customer the demo merged from two people (a long multi-channel timeline).
+from django.urls import NoReverseMatch, reverse
+from customers.selectors import merge_list
+merge = merge_list().first()
+pages = {}
+for name, args in (("agent_page", [merge.survivor_id] if merge else None), ("dashboard", [])):
+    try:
+        pages[name] = reverse("admin:customers_customer_agent" if name == "agent_page" else "admin:kpi_dashboard",
+                              args=args) if args is not None else None
+    except NoReverseMatch:
+        pages[name] = None
+print(json.dumps({"username": username, "password": password, "token": token, **pages}))
 """
 
 
-def serve():
+def serve(port, demo_customers, demo_interactions):
     venv_ensure()
+    # The local run is a development server: DEBUG on (so no SECRET_KEY is needed),
+    # SQLite under var/ and tasks in-process unless DATABASE_URL / REDIS_URL say otherwise.
     env = {**os.environ, "DEBUG": os.environ.get("DEBUG", "1")}
     say("Migrating the database")
     manage("migrate", "--noinput", "-v", "0", env=env)
-    say("Loading the demo data (only the first time)")
-    manage("load_demo_data", env=env)
+    say("Loading the demo data (only into an empty database)")
+    manage("load_demo_data", "--customers", str(demo_customers), "--interactions", str(demo_interactions), env=env)
     login = subprocess.run(
         [str(venv_python()), "manage.py", "shell", "-c", DEMO_LOGIN],
         cwd=ROOT,
@@ -113,12 +130,17 @@ def serve():
         text=True,
     )
     credentials = json.loads(login.stdout.strip().splitlines()[-1])
-    base = f"http://{HOST}:{PORT}"
+    base = f"http://{HOST}:{port}"
+    pages = ""
+    if credentials.get("agent_page"):
+        pages += f"\n  Agent's customer page (a demo customer)   {base}{credentials['agent_page']}"
+    if credentials.get("dashboard"):
+        pages += f"\n  KPI dashboard                             {base}{credentials['dashboard']}"
     print(
         f"""
   The CRM is starting on {base}
 
-  Admin (customers, timelines, dashboard)  {base}/admin/
+  Admin (customers, timelines, standards)   {base}/admin/{pages}
   API docs (Swagger UI)                     {base}/api/docs/
   OpenAPI schema                            {base}/api/schema/
   API root                                  {base}/api/v1/
@@ -132,7 +154,7 @@ def serve():
         flush=True,
     )
     try:
-        return manage("runserver", f"{HOST}:{PORT}", env=env, check=False).returncode
+        return manage("runserver", f"{HOST}:{port}", env=env, check=False).returncode
     except KeyboardInterrupt:
         return 0
 
@@ -144,16 +166,18 @@ def test(args):
 
 
 def main(argv):
-    command = argv[0] if argv else "serve"
-    if command == "test":
+    if argv[:1] == ["test"]:
         return test(argv[1:])
-    if command == "setup":
+    parser = argparse.ArgumentParser(prog="run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "setup", "test"])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
+    parser.add_argument("--demo-customers", type=int, default=300)
+    parser.add_argument("--demo-interactions", type=int, default=10_000)
+    options = parser.parse_args(argv)
+    if options.command == "setup":
         venv_ensure()
         return 0
-    if command == "serve":
-        return serve()
-    print(__doc__)
-    return 2
+    return serve(options.port, options.demo_customers, options.demo_interactions)
 
 
 if __name__ == "__main__":

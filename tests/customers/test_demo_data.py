@@ -29,8 +29,9 @@ def test_loads_the_requested_customers_and_interactions(small_demo):
     live = Customer.objects.filter(merged_into__isnull=True)
 
     assert live.count() == 30
-    assert Interaction.objects.count() == 600
-    assert "30 customers" in small_demo and "600 interactions" in small_demo
+    # at least as many as asked (a story in progress is finished)
+    assert 600 <= Interaction.objects.count() <= 660
+    assert "30 customers" in small_demo and f"{Interaction.objects.count()} interactions" in small_demo
     # every live customer has a name and a timeline
     assert not live.filter(name="").exists()
     assert not live.filter(interactions__isnull=True).exists()

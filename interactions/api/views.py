@@ -17,7 +17,7 @@ from interactions.api.serializers import (
 )
 from interactions.ingest import item_parse, item_schema
 from interactions.models import Conversation, Interaction
-from interactions.selectors import conversation_list, timeline_queryset
+from interactions.selectors import conversation_list, timeline_page
 from interactions.services import conversation_update, interactions_ingest
 
 INGEST_STATUS = {"created": status.HTTP_201_CREATED, "duplicate": status.HTTP_200_OK}
@@ -100,30 +100,26 @@ class TimelineApi(APIView):
 
     @extend_schema(parameters=[TimelineQueryIn], responses=InteractionOut(many=True))
     def get(self, request, pk):
-        from customers.services import customer_ids_resolve
-
         query = TimelineQueryIn(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        live = customer_ids_resolve([pk]).get(pk)
-        if live is None:
-            return error_response("not_found", f"No customer #{pk}.", 404)
         paginator = KeysetPagination(
             default_size=settings.TIMELINE_PAGE_SIZE, max_size=settings.TIMELINE_MAX_PAGE_SIZE
         )
         size = paginator.page_size(request)
-        rows = list(
-            timeline_queryset(
-                customer_id=live,
-                channel=sorted(params.get("channel", [])),
-                kind=sorted(params.get("kind", [])),
-                direction=params.get("direction"),
-                author_type=sorted(params.get("author_type", [])),
-                since=params.get("since"),
-                until=params.get("until"),
-                before=paginator.cursor_from(request),
-            )[: size + 1]
+        live, rows = timeline_page(
+            customer_id=pk,
+            limit=size + 1,
+            channel=sorted(params.get("channel", [])),
+            kind=sorted(params.get("kind", [])),
+            direction=params.get("direction"),
+            author_type=sorted(params.get("author_type", [])),
+            since=params.get("since"),
+            until=params.get("until"),
+            before=paginator.cursor_from(request),
         )
+        if live is None:
+            return error_response("not_found", f"No customer #{pk}.", 404)
         extra = {"customer_id": live, "redirected_from": pk if live != pk else None}
         return paginator.response(request, rows, size, interactions_out(rows[:size]), extra)
 

@@ -86,8 +86,8 @@ def test_timeline_query_count_is_pinned(api, customer, django_assert_num_queries
     url = reverse("customer-timeline", args=[customer.pk])
     api.get(url)  # the token's last-used stamp is written on first use, and the token cached
 
-    # tombstone resolution, one page
-    with django_assert_num_queries(2):
+    # one page, the live check riding along (the token is cached)
+    with django_assert_num_queries(1):
         response = api.get(url, {"page_size": 200})
     assert len(response.json()["results"]) == 120
 
@@ -146,3 +146,26 @@ def test_the_timeline_fast_path_gives_what_the_interaction_serializer_gives(time
     ]
     with django_timezone.override(time_zone):
         assert interactions_out(rows) == InteractionOut(rows, many=True).data
+
+
+def test_an_empty_timeline_and_a_tombstone_page_through_like_any_other(api, django_assert_num_queries):
+    # given: a customer without interactions, and a tombstone whose survivor has 3
+    empty = CustomerFactory()
+    survivor = CustomerFactory()
+    tombstone = CustomerFactory(merged_into=survivor)
+    for minute in range(3):
+        InteractionFactory(customer=survivor, occurred_at=T0 + timedelta(minutes=minute))
+    api.get(reverse("customer-timeline", args=[empty.pk]))
+
+    # when
+    with django_assert_num_queries(2):  # the empty page, then the id resolved
+        empty_page = api.get(reverse("customer-timeline", args=[empty.pk])).json()
+    first = api.get(reverse("customer-timeline", args=[tombstone.pk]), {"page_size": 2}).json()
+    second = api.get(first["next"]).json()
+
+    # then
+    assert empty_page == {"customer_id": empty.pk, "redirected_from": None, "next": None, "results": []}
+    assert (first["customer_id"], first["redirected_from"]) == (survivor.pk, tombstone.pk)
+    assert [r["occurred_at"] for r in first["results"] + second["results"]] == [
+        "2026-01-01T00:02:00Z", "2026-01-01T00:01:00Z", "2026-01-01T00:00:00Z"]
+    assert second["next"] is None

@@ -239,6 +239,33 @@ TIMELINE_MAX_PAGE_SIZE = env_int("TIMELINE_MAX_PAGE_SIZE", 200)
 
 # --- Channels: inbound provider webhooks ------------------------------------------
 
+# Each provider's secret; a provider left unset answers 503 rather than accept unsigned input.
+TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", "")
+# The public https://host[:port] Twilio calls (the app runs behind a proxy); signatures cover the full URL.
+TWILIO_PUBLIC_BASE_URL = env("TWILIO_PUBLIC_BASE_URL", "")
+META_APP_SECRET = env("META_APP_SECRET", "")
+META_VERIFY_TOKEN = env("META_VERIFY_TOKEN", "")
+MAILGUN_SIGNING_KEY = env("MAILGUN_SIGNING_KEY", "")
+MAILGUN_REPLAY_WINDOW_SECONDS = env_int("MAILGUN_REPLAY_WINDOW_SECONDS", 300)
+SENDGRID_INBOUND_SECRET = env("SENDGRID_INBOUND_SECRET", "")
+EMAIL_INBOUND_SECRET = env("EMAIL_INBOUND_SECRET", "")
+CHAT_WIDGET_SECRET = env("CHAT_WIDGET_SECRET", "")
+INBOUND_RETENTION_DAYS = env_int("INBOUND_RETENTION_DAYS", 30)
+INBOUND_PROCESS_MAX_RETRIES = env_int("INBOUND_PROCESS_MAX_RETRIES", 8)
+INBOUND_RETRY_BACKOFF_SECONDS = env_int("INBOUND_RETRY_BACKOFF_SECONDS", 5)
+INBOUND_RETRY_BACKOFF_MAX_SECONDS = env_int("INBOUND_RETRY_BACKOFF_MAX_SECONDS", 3600)
+INBOUND_REQUEUE_AFTER_SECONDS = env_int("INBOUND_REQUEUE_AFTER_SECONDS", 600)
+# Test-only: seconds a worker sleeps before processing an event (the worker-kill test); keep 0.
+INBOUND_PROCESS_DELAY_SECONDS = env_float("INBOUND_PROCESS_DELAY_SECONDS", 0)
+CELERY_BEAT_SCHEDULE["interactions-inbound-purge"] = {
+    "task": "interactions.inbound_events_purge",
+    "schedule": 3600.0,
+}
+CELERY_BEAT_SCHEDULE["interactions-inbound-requeue-pending"] = {
+    "task": "interactions.inbound_events_requeue_pending",
+    "schedule": 300.0,
+}
+
 # --- Outbound webhooks and idempotency ----------------------------------------------
 
 # Seconds to wait for a webhook receiver to connect and to answer.
@@ -268,6 +295,35 @@ CELERY_BEAT_SCHEDULE["integrations.idempotency_keys_purge"] = {
 }
 
 # --- Metrics ---------------------------------------------------------------------------
+
+# Signal thresholds (PRODUCT.md "Metric definitions").
+METRICS_MISERY_SENTIMENT = env_float("METRICS_MISERY_SENTIMENT", -0.3)
+METRICS_MAGIC_SENTIMENT = env_float("METRICS_MAGIC_SENTIMENT", 0.3)
+METRICS_MISERY_INTENTS = env_list("METRICS_MISERY_INTENTS", "complaint")
+METRICS_VISIT_GAP_HOURS = env_int("METRICS_VISIT_GAP_HOURS", 24)
+METRICS_CAME_BACK_DAYS = env_int("METRICS_CAME_BACK_DAYS", 90)
+METRICS_CHURN_DAYS = env_int("METRICS_CHURN_DAYS", 90)
+METRICS_AT_RISK_FACTOR = env_float("METRICS_AT_RISK_FACTOR", 2.0)
+# Dotted path of the sentiment analyser for inbound text that arrives unscored.
+SENTIMENT_ANALYZER = env("SENTIMENT_ANALYZER", "metrics.analysers.VaderEnglish")
+# KPI rounding: decimals, and mode half_up | half_even | floor (floor truncates toward -inf).
+KPI_DECIMALS = env_int("KPI_DECIMALS", 2)
+KPI_ROUNDING = env("KPI_ROUNDING", "half_up")
+# Customers recomputed per transaction by the minute task, and per chunk by the full recompute.
+METRICS_BATCH_SIZE = env_int("METRICS_BATCH_SIZE", 1000)
+# journey.* events are only sent for journeys that opened/closed this recently (a first full recompute
+# of old history does not flood integrations).
+METRICS_EVENT_MAX_AGE_HOURS = env_int("METRICS_EVENT_MAX_AGE_HOURS", 48)
+from celery.schedules import crontab  # noqa: E402
+
+CELERY_BEAT_SCHEDULE["metrics-dirty-customers"] = {
+    "task": "metrics.dirty_customers_recompute",
+    "schedule": env_float("METRICS_DIRTY_INTERVAL_SECONDS", 60.0),
+}
+CELERY_BEAT_SCHEDULE["metrics-nightly-full"] = {
+    "task": "metrics.all_recompute",
+    "schedule": crontab(hour=env_int("METRICS_NIGHTLY_HOUR", 3), minute=0),
+}
 
 # --- Service standards ---------------------------------------------------------------
 

@@ -235,6 +235,9 @@ def _after_merge_change(merge, *, event_type):
         payload={"merge_id": merge.pk, "survivor_id": merge.survivor_id, "merged_id": merge.merged_id,
                  "reason": merge.reason},
     )
+    from metrics.services import customers_mark_dirty
+
+    customers_mark_dirty(customer_ids=[merge.survivor_id, merge.merged_id], urgent=True)
 
 
 def merge_suggestion_record(*, customer_ids, evidence) -> list[MergeSuggestion]:

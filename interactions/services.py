@@ -182,6 +182,10 @@ def _after_ingest(rows, created_customers, opened_conversations):
     events += [("conversation.opened", conversation_payload(c)) for c in opened_conversations]
     events += [("interaction.created", interaction_payload(row)) for row in rows]
     events_emit(events=events)
+    # Metrics: dirty rows in this transaction, so a broker outage loses no recompute.
+    from metrics.services import customers_mark_dirty
+
+    customers_mark_dirty(customer_ids={row.customer_id for row in rows})
     canned_response_uses_record(interactions=rows)  # outbound rows naming data.canned_response_id
 
 

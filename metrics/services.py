@@ -1,0 +1,712 @@
+"""Every write of the metrics app: dirty marks, recomputes, surveys, mood marks, roll-ups.
+
+The recompute reads each customer's interactions in (occurred_at, id) order,
+hands them to the pure functions in `metrics.compute`, and writes only what
+changed. Concurrency: every recompute holds a transaction-scoped advisory lock
+per customer (crm.locks), taken in ascending order, so two runs over the same
+customers serialise instead of doubling journeys; the unique constraints on
+Journey are the backstop.
+"""
+
+import json
+from collections import defaultdict
+from datetime import date, timedelta
+from datetime import timezone as dt_timezone
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Case, F, FloatField, IntegerField, Q, Value, When
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce, NullIf
+from django.utils import timezone
+
+from crm.locks import advisory_lock
+from integrations.services import events_emit
+from interactions.models import Conversation, Interaction
+from metrics import compute
+from metrics.analysers import analyser_get, intent_match
+from metrics.models import (
+    ActivitySpan,
+    ConversationMetrics,
+    CustomerSnapshot,
+    DirtyCustomer,
+    DirtyDay,
+    IntentRule,
+    Journey,
+    MetricRollup,
+    SurveyResponse,
+    TextAnalysis,
+)
+
+# Kinds whose text the analyser reads (a purchase or a visit has no mood to score).
+TEXT_KINDS = ("message", "comment", "call")
+# Interaction kinds this app writes into the timeline.
+SURVEY_KIND = Interaction.Kind.SURVEY
+MARK_KIND = Interaction.Kind.EVENT
+METRICS_SOURCE = "metrics"
+
+
+# --- dirty marks --------------------------------------------------------------------------
+
+
+def customers_mark_dirty(*, customer_ids, urgent=False) -> None:
+    """Queue customers for recompute: a row each, in the caller's transaction (a broker outage loses nothing).
+
+    The beat task picks the rows up within a minute. `urgent` (a merge, an
+    agent's mark, a survey answer) also queues a recompute right after commit;
+    so does the embedded mode, which runs no beat.
+    """
+    ids = sorted({int(pk) for pk in customer_ids if pk})
+    if not ids:
+        return
+    now = timezone.now()
+    DirtyCustomer.objects.bulk_create(
+        [DirtyCustomer(customer_id=pk, marked_at=now) for pk in ids], ignore_conflicts=True
+    )
+    if urgent or settings.CELERY_TASK_ALWAYS_EAGER:
+        from metrics.tasks import customers_recompute_task
+
+        transaction.on_commit(lambda: customers_recompute_task.delay(ids))
+
+
+def days_mark_dirty(*, days) -> None:
+    """KPI roll-ups of these days must be rebuilt."""
+    days = sorted({d for d in days if d is not None})
+    if days:
+        DirtyDay.objects.bulk_create([DirtyDay(day=d) for d in days], ignore_conflicts=True)
+
+
+# --- reading a customer's history ------------------------------------------------------------
+
+
+def interaction_rows_queryset(*, customer_ids, rules_exist):
+    """The rows `metrics.compute` reads, as tuples in compute.I_* order, per customer in time order."""
+    needs = Q(sentiment__isnull=True) | Q(intent="") if rules_exist else Q(sentiment__isnull=True)
+    rows = (
+        Interaction.objects.filter(customer_id__in=customer_ids)
+        .annotate(
+            m_sentiment=Coalesce("sentiment", "metrics_analysis__sentiment"),
+            m_intent=Coalesce(NullIf("intent", Value("")), "metrics_analysis__intent", Value("")),
+            m_survey_kind=Case(When(kind=SURVEY_KIND, then=KeyTextTransform("kind", "data__survey")), default=None),
+            m_survey_score=Case(
+                When(kind=SURVEY_KIND, then=Cast(KeyTextTransform("score", "data__survey"), IntegerField())),
+                default=None,
+                output_field=IntegerField(),
+            ),
+            m_survey_respondent=Case(
+                When(kind=SURVEY_KIND, then=KeyTextTransform("respondent", "data__survey")), default=None
+            ),
+            m_mood=Case(When(kind=MARK_KIND, then=KeyTextTransform("mood", "data")), default=None),
+            m_duration=Case(
+                When(kind="call", data__duration_seconds__gte=0,
+                     then=Cast(KeyTextTransform("duration_seconds", "data"), FloatField())),
+                default=None,
+                output_field=FloatField(),
+            ),
+            m_needs=Case(
+                When(
+                    Q(direction="inbound", author_type="customer", kind__in=TEXT_KINDS,
+                      metrics_analysis__isnull=True) & ~Q(body="") & needs,
+                    then=Value(True),
+                ),
+                default=Value(False),
+            ),
+        )
+        .order_by("customer_id", "occurred_at", "id")
+        .values_list(
+            "id", "customer_id", "conversation_id", "channel", "kind", "direction", "author_type", "occurred_at",
+            "m_sentiment", "m_intent", "incident_at", "m_survey_kind", "m_survey_score", "m_survey_respondent",
+            "m_mood", "m_duration", "m_needs",
+        )
+    )
+    return rows
+
+
+def _conversation_rows(customer_ids):
+    """[(id, customer_id, opened_at, resolved_at, reopen_count, channels)] of these customers, by customer."""
+    return Conversation.objects.filter(customer_id__in=customer_ids).order_by("customer_id", "opened_at", "id").values_list(
+        "id", "customer_id", "opened_at", "resolved_at", "reopen_count", "channels"
+    )
+
+
+def _rules():
+    return [(rule.intent, rule.keyword_list) for rule in IntentRule.objects.filter(is_active=True)]
+
+
+def _analyse(rows, rules):
+    """Score the inbound texts that arrived without sentiment (or intent); store and apply the results.
+
+    Returns the rows with the analysis folded in. Runs once per interaction:
+    the TextAnalysis row makes the next recompute read the stored answer.
+    """
+    wanted = [row[compute.I_ID] for row in rows if row[compute.I_NEEDS_SCORING]]
+    if not wanted:
+        return rows
+    bodies = dict(Interaction.objects.filter(pk__in=wanted).values_list("pk", "body"))
+    analyser = analyser_get()
+    analyser_name = settings.SENTIMENT_ANALYZER
+    results = {}
+    analyses = []
+    for row in rows:
+        if not row[compute.I_NEEDS_SCORING]:
+            continue
+        text = bodies.get(row[compute.I_ID], "")
+        sentiment, language = row[compute.I_SENTIMENT], ""
+        if sentiment is None:
+            analysis = analyser.analyse(text)
+            sentiment, language = analysis.sentiment, analysis.language or ""
+        intent = row[compute.I_INTENT] or intent_match(text, rules)
+        results[row[compute.I_ID]] = (sentiment, intent)
+        analyses.append(
+            TextAnalysis(
+                interaction_id=row[compute.I_ID],
+                sentiment=sentiment if row[compute.I_SENTIMENT] is None else None,
+                language=language[:16],
+                intent=intent if not row[compute.I_INTENT] else "",
+                analyser=analyser_name,
+            )
+        )
+    TextAnalysis.objects.bulk_create(analyses, ignore_conflicts=True)
+    out = []
+    for row in rows:
+        found = results.get(row[compute.I_ID])
+        if found is None:
+            out.append(row)
+        else:
+            row = list(row)
+            row[compute.I_SENTIMENT], row[compute.I_INTENT] = found
+            row[compute.I_NEEDS_SCORING] = False
+            out.append(tuple(row))
+    return out
+
+
+def _histories(customer_ids, rules):
+    """{customer_id: (rows, conversations)} for these customers (two queries, plus the analyser's)."""
+    by_customer = {pk: ([], []) for pk in customer_ids}
+    for row in interaction_rows_queryset(customer_ids=customer_ids, rules_exist=bool(rules)):
+        by_customer[row[compute.I_CUSTOMER]][0].append(row)
+    for conversation_id, customer_id, opened_at, resolved_at, reopen_count, channels in _conversation_rows(customer_ids):
+        by_customer[customer_id][1].append((conversation_id, opened_at, resolved_at, reopen_count, channels or []))
+    for pk, (rows, conversations) in by_customer.items():
+        if any(row[compute.I_NEEDS_SCORING] for row in rows):
+            by_customer[pk] = (_analyse(rows, rules), conversations)
+    return by_customer
+
+
+# --- writing the results -----------------------------------------------------------------
+
+JOURNEY_FIELDS = (
+    "seq", "started_at", "opened_at", "opening_interaction_id", "opening_signal", "first_contact_at", "closed_at",
+    "closing_interaction_id", "closing_signal", "channel", "channels", "customer_interactions", "channel_switches",
+    "call_chat_minutes", "misery_signals", "tth_seconds", "time_before_contact_seconds", "time_in_hands_seconds",
+)
+CONVERSATION_FIELDS = (
+    "customer_id", "channel", "opened_at", "first_inbound_at", "first_response_at", "first_response_seconds",
+    "resolved_at", "resolution_seconds", "reopen_count", "handler", "handoff_seconds", "came_back", "days_to_return",
+)
+SPAN_FIELDS = ("first_at", "last_at", "churn_at")
+SNAPSHOT_FIELDS = tuple(
+    f.attname for f in CustomerSnapshot._meta.concrete_fields if f.attname not in ("customer_id",)
+)
+
+
+def _day(value):
+    """The UTC day a timestamp falls on (roll-ups are per UTC day)."""
+    return value.astimezone(dt_timezone.utc).date() if value is not None else None
+
+
+def _journey_days(values):
+    return (_day(values["closed_at"]), _day(values["first_contact_at"]))
+
+
+def _conversation_days(values):
+    return (_day(values["opened_at"]), _day(values["resolved_at"]), _day(values["first_response_at"]))
+
+
+def _existing(model, customer_ids, fields, key="customer_id"):
+    found = defaultdict(list)
+    for values in model.objects.filter(**{f"{key}__in": customer_ids}).order_by().values(key, *fields):
+        found[values[key]].append(values)
+    return found
+
+
+def _write(results, now, events):
+    """Store the computed rows of a batch, touching only what changed; returns the days whose roll-ups are stale."""
+    ids = [result.customer_id for result in results]
+    days = set()
+
+    # Journeys: a customer's list is replaced whole when any journey differs (seq numbers shift).
+    old_journeys = _existing(Journey, ids, JOURNEY_FIELDS)
+    max_age = timedelta(hours=settings.METRICS_EVENT_MAX_AGE_HOURS)
+    replace, inserts = [], []
+    for result in results:
+        new = [{name: getattr(j, name) for name in JOURNEY_FIELDS} for j in result.journeys]
+        old = sorted(old_journeys.get(result.customer_id, []), key=lambda v: v["seq"])
+        old = [{name: v[name] for name in JOURNEY_FIELDS} for v in old]
+        if new == old:
+            continue
+        replace.append(result.customer_id)
+        for values in old:
+            days.update(_journey_days(values))
+        before = {v["opening_interaction_id"]: v for v in old}
+        for values in new:
+            days.update(_journey_days(values))
+            inserts.append(Journey(customer_id=result.customer_id, **values))
+            previous = before.get(values["opening_interaction_id"])
+            payload = {"customer_id": result.customer_id, **_journey_payload(values)}
+            if previous is None and values["opened_at"] >= now - max_age:
+                events.append(("journey.opened", payload))
+            if values["closed_at"] is not None and (previous is None or previous["closed_at"] is None) \
+                    and values["closed_at"] >= now - max_age:
+                events.append(("journey.closed", payload))
+    if replace:
+        Journey.objects.filter(customer_id__in=replace).delete()
+        Journey.objects.bulk_create(inserts)
+
+    # Conversation clocks: keyed by conversation; a conversation that moved to another customer is theirs now.
+    old_conversations = {
+        values["conversation_id"]: values
+        for values in ConversationMetrics.objects.filter(customer_id__in=ids).values("conversation_id", *CONVERSATION_FIELDS)
+    }
+    upserts, keep = [], set()
+    for result in results:
+        for row in result.conversations:
+            values = {name: getattr(row, name) for name in CONVERSATION_FIELDS if name != "customer_id"}
+            values["customer_id"] = result.customer_id
+            keep.add(row.conversation_id)
+            old = old_conversations.get(row.conversation_id)
+            if old is not None and all(old[name] == values[name] for name in CONVERSATION_FIELDS):
+                continue
+            if old is not None:
+                days.update(_conversation_days(old))
+            days.update(_conversation_days(values))
+            upserts.append(ConversationMetrics(conversation_id=row.conversation_id, **values))
+    gone = [pk for pk in old_conversations if pk not in keep]
+    if gone:
+        for pk in gone:
+            days.update(_conversation_days(old_conversations[pk]))
+        ConversationMetrics.objects.filter(conversation_id__in=gone, customer_id__in=ids).delete()
+    if upserts:
+        ConversationMetrics.objects.bulk_create(
+            upserts, update_conflicts=True, unique_fields=["conversation_id"],
+            update_fields=list(CONVERSATION_FIELDS),
+        )
+
+    # Activity spans (churn): replaced per customer when they differ.
+    old_spans = _existing(ActivitySpan, ids, SPAN_FIELDS)
+    replace, inserts = [], []
+    for result in results:
+        new = [dict(zip(SPAN_FIELDS, span)) for span in result.spans]
+        old = sorted(({name: v[name] for name in SPAN_FIELDS} for v in old_spans.get(result.customer_id, [])),
+                     key=lambda v: v["first_at"])
+        if new != old:
+            replace.append(result.customer_id)
+            inserts += [ActivitySpan(customer_id=result.customer_id, **values) for values in new]
+    if replace:
+        ActivitySpan.objects.filter(customer_id__in=replace).delete()
+        ActivitySpan.objects.bulk_create(inserts)
+
+    # Snapshots: one row each, always rewritten (computed_at moves on).
+    was_at_risk = set(CustomerSnapshot.objects.filter(customer_id__in=ids, at_risk=True).values_list("customer_id", flat=True))
+    snapshots = []
+    for result in results:
+        snapshots.append(CustomerSnapshot(customer_id=result.customer_id, **result.snapshot))
+        if result.snapshot["at_risk"] and result.customer_id not in was_at_risk:
+            events.append(("customer.at_risk", _snapshot_payload(result.customer_id, result.snapshot)))
+    CustomerSnapshot.objects.bulk_create(
+        snapshots, update_conflicts=True, unique_fields=["customer_id"], update_fields=list(SNAPSHOT_FIELDS)
+    )
+    return days
+
+
+def _journey_payload(values):
+    return {
+        "seq": values["seq"], "started_at": values["started_at"], "opened_at": values["opened_at"],
+        "opening_signal": values["opening_signal"], "first_contact_at": values["first_contact_at"],
+        "closed_at": values["closed_at"], "closing_signal": values["closing_signal"], "channel": values["channel"],
+        "tth_seconds": values["tth_seconds"],
+    }
+
+
+def _snapshot_payload(customer_id, snapshot):
+    return {
+        "customer_id": customer_id, "last_visit_at": snapshot["last_visit_at"],
+        "days_since_last_visit": snapshot["days_since_last_visit"], "usual_gap_days": snapshot["usual_gap_days"],
+    }
+
+
+# --- recomputes ----------------------------------------------------------------------------
+
+
+def _live_customer_ids(ids):
+    """The ids among these that are live customers (tombstones have nothing left to measure)."""
+    from customers.models import Customer
+
+    return set(Customer.objects.filter(pk__in=ids, merged_into__isnull=True).values_list("pk", flat=True))
+
+
+@transaction.atomic
+def customers_recompute(*, customer_ids, now=None) -> int:
+    """Recompute these customers from their whole history; returns how many were recomputed.
+
+    Idempotent: running it twice, or twice at once, leaves the same rows (the
+    second run waits on the per-customer advisory locks, then finds nothing
+    changed). Clears their dirty marks; a mark written meanwhile by an
+    ingestion that we could not yet see survives for the next run.
+    """
+    ids = sorted({int(pk) for pk in customer_ids})
+    if not ids:
+        return 0
+    now = now or timezone.now()
+    advisory_lock([f"metrics:customer:{pk}" for pk in ids])
+    DirtyCustomer.objects.filter(customer_id__in=ids).delete()
+    live = _live_customer_ids(ids)
+    gone = [pk for pk in ids if pk not in live]
+    days = set()
+    if gone:
+        # Merged away (or deleted): their rows belong to the survivor's recompute now.
+        for values in Journey.objects.filter(customer_id__in=gone).values("closed_at", "first_contact_at"):
+            days.update(_journey_days(values))
+        for values in ConversationMetrics.objects.filter(customer_id__in=gone).values(
+                "opened_at", "resolved_at", "first_response_at"):
+            days.update(_conversation_days(values))
+        Journey.objects.filter(customer_id__in=gone).delete()
+        ActivitySpan.objects.filter(customer_id__in=gone).delete()
+        ConversationMetrics.objects.filter(customer_id__in=gone).delete()
+        CustomerSnapshot.objects.filter(customer_id__in=gone).delete()
+    live_ids = [pk for pk in ids if pk in live]
+    if live_ids:
+        thresholds = compute.Thresholds.from_settings()
+        histories = _histories(live_ids, _rules())
+        results = [
+            compute.customer_compute(pk, rows, conversations, now, thresholds)
+            for pk, (rows, conversations) in histories.items()
+        ]
+        events = []
+        days |= _write(results, now, events)
+        if events:
+            events_emit(events=events)
+    days_mark_dirty(days=days)
+    return len(ids)
+
+
+def dirty_customers_recompute(*, batch_size=None, max_batches=None) -> int:
+    """Recompute dirty customers in batches (oldest marks first) until none are left; returns how many.
+
+    Each batch is its own transaction. On PostgreSQL the batch is claimed with
+    SKIP LOCKED, so several workers share the queue without waiting on each other.
+    """
+    batch_size = batch_size or settings.METRICS_BATCH_SIZE
+    done = 0
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        with transaction.atomic():
+            claim = DirtyCustomer.objects.order_by("marked_at", "customer_id")
+            if connection.vendor == "postgresql":
+                claim = claim.select_for_update(skip_locked=True)
+            ids = list(claim.values_list("customer_id", flat=True)[:batch_size])
+            if not ids:
+                break
+            done += customers_recompute(customer_ids=ids)
+        batches += 1
+    if done:
+        rollups_rebuild_dirty()
+    return done
+
+
+def all_recompute(*, batch_size=None, progress=None, now=None) -> int:
+    """Recompute every live customer in batches, clear the dirty marks, rebuild every roll-up; returns the count.
+
+    Memory stays flat: customers are taken a batch at a time (by id range) and
+    each batch's interactions are read, computed and written, in its own
+    transaction, before the next.
+    `progress(n)` is called after each batch with how many it did.
+    """
+    from customers.models import Customer
+
+    batch_size = batch_size or settings.METRICS_BATCH_SIZE
+    now = now or timezone.now()
+    done = 0
+    last_id = 0
+    while True:
+        ids = list(
+            Customer.objects.filter(pk__gt=last_id, merged_into__isnull=True).order_by("pk").values_list("pk", flat=True)[:batch_size]
+        )
+        if not ids:
+            break
+        last_id = ids[-1]
+        customers_recompute(customer_ids=ids, now=now)
+        done += len(ids)
+        if progress:
+            progress(len(ids))
+    # Rows of customers that are no longer live (merged since the last full run).
+    stale = set(CustomerSnapshot.objects.filter(customer__merged_into__isnull=False).values_list("customer_id", flat=True))
+    if stale:
+        customers_recompute(customer_ids=stale, now=now)
+    rollups_rebuild(days=None)
+    return done
+
+
+# --- surveys and marks ---------------------------------------------------------------------
+
+
+def survey_response_create(*, customer_id, kind, score, channel="survey", answered_at=None, question="",
+                           question_version="", comment="", conversation_id=None, respondent="customer",
+                           agent_id=None, source=METRICS_SOURCE, external_id="") -> tuple[SurveyResponse, bool]:
+    """Store one survey answer and show it on the timeline; returns (response, created).
+
+    The timeline entry is a `survey` interaction ingested through the one
+    ingestion door (it carries kind, score and respondent in its data, which
+    is what the recompute reads). It is not attached to the conversation:
+    answering a survey must not reopen a resolved conversation. Idempotent on
+    (source, external_id).
+    """
+    import uuid
+
+    from interactions.ingest import IngestItem
+    from interactions.services import interactions_ingest
+
+    external_id = external_id or f"survey-{uuid.uuid4()}"
+    existing = SurveyResponse.objects.filter(source=source, external_id=external_id).first()
+    if existing is not None:
+        return existing, False
+    answered_at = answered_at or timezone.now()
+    by_agent = respondent == SurveyResponse.Respondent.AGENT
+    with transaction.atomic():
+        result = interactions_ingest(items=[IngestItem(
+            source=source,
+            external_id=f"survey:{external_id}",
+            channel=channel,
+            kind=SURVEY_KIND,
+            direction=Interaction.Direction.INTERNAL if by_agent else Interaction.Direction.INBOUND,
+            author_type=Interaction.AuthorType.AGENT if by_agent else Interaction.AuthorType.CUSTOMER,
+            agent_id=agent_id,
+            occurred_at=answered_at,
+            customer_id=customer_id,
+            subject=question[:500],
+            body=comment,
+            data={"survey": {"kind": kind, "score": score, "respondent": respondent,
+                             "question_version": question_version, "conversation_id": conversation_id}},
+        )])[0]
+        if result.status == "rejected":
+            raise ValueError(result.errors)
+        interaction = result.interaction
+        response = SurveyResponse.objects.create(
+            kind=kind, score=score, question=question, question_version=question_version, comment=comment,
+            channel=channel, customer_id=interaction.customer_id, conversation_id=conversation_id,
+            interaction=interaction, respondent=respondent, agent_id=agent_id, answered_at=answered_at,
+            source=source, external_id=external_id,
+        )
+        days = {_day(answered_at)}
+        if conversation_id and kind == SurveyResponse.Kind.TWS:
+            # A prediction arriving after the customer's answer changes that day's calibration.
+            days |= {_day(at) for at in SurveyResponse.objects.filter(
+                conversation_id=conversation_id, kind=kind).values_list("answered_at", flat=True)}
+        days_mark_dirty(days=days)
+        customers_mark_dirty(customer_ids=[interaction.customer_id], urgent=True)
+    return response, True
+
+
+def customer_mood_mark(*, customer_id, mood, occurred_at=None, incident_at=None, note="", agent_id=None,
+                       confirmed_by="agent", source=METRICS_SOURCE, external_id=""):
+    """An explicit happy or unhappy mark on a customer, shown on the timeline; returns the interaction.
+
+    An unhappy mark may say when the trouble began (`incident_at`), which
+    backdates the journey it opens or belongs to.
+    """
+    import uuid
+
+    from interactions.ingest import IngestItem
+    from interactions.services import interactions_ingest
+
+    with transaction.atomic():
+        result = interactions_ingest(items=[IngestItem(
+            source=source,
+            external_id=external_id or f"mark-{uuid.uuid4()}",
+            channel="internal",
+            kind=MARK_KIND,
+            direction=Interaction.Direction.INTERNAL,
+            author_type=Interaction.AuthorType.CUSTOMER if confirmed_by == "customer" else Interaction.AuthorType.AGENT,
+            agent_id=agent_id,
+            occurred_at=occurred_at or timezone.now(),
+            customer_id=customer_id,
+            body=note,
+            incident_at=incident_at,
+            data={"mood": mood, "confirmed_by": confirmed_by},
+        )])[0]
+        if result.status == "rejected":
+            raise ValueError(result.errors)
+        customers_mark_dirty(customer_ids=[result.interaction.customer_id], urgent=True)
+    return result.interaction
+
+
+# --- roll-ups ------------------------------------------------------------------------------
+
+ADDITIVE = ("n", "total", "total2", "hits", "hits2")
+
+
+class _Parts:
+    """Roll-up parts being gathered: {(day, dimension, key, metric): {n, total, total2, hits, hits2, values}}."""
+
+    def __init__(self, segments_of):
+        self.rows = {}
+        self.segments_of = segments_of
+
+    def add(self, day, channel, customer_id, metric, *, n=1, total=0.0, total2=0.0, hits=0, hits2=0, value=None):
+        groups = [("all", ""), ("channel", channel or "")]
+        groups += [("segment", slug) for slug in self.segments_of.get(customer_id, ())]
+        for dimension, key in groups:
+            part = self.rows.get((day, dimension, key, metric))
+            if part is None:
+                part = self.rows[(day, dimension, key, metric)] = {
+                    "n": 0, "total": 0.0, "total2": 0.0, "hits": 0, "hits2": 0, "values": None}
+            part["n"] += n
+            part["total"] += total
+            part["total2"] += total2
+            part["hits"] += hits
+            part["hits2"] += hits2
+            if value is not None:
+                if part["values"] is None:
+                    part["values"] = []
+                part["values"].append(value)
+
+
+def _segments_of(customer_ids):
+    from customers.models import Customer
+
+    through = Customer.segments.through
+    found = defaultdict(list)
+    ids = list(customer_ids)
+    for start in range(0, len(ids), 5000):
+        for customer_id, slug in through.objects.filter(customer_id__in=ids[start:start + 5000]).values_list(
+                "customer_id", "segment__slug"):
+            found[customer_id].append(slug)
+    return found
+
+
+def _ranges(days):
+    """Contiguous runs of days as [(first, last)]."""
+    runs = []
+    for day in sorted(days):
+        if runs and day == runs[-1][1] + timedelta(days=1):
+            runs[-1][1] = day
+        else:
+            runs.append([day, day])
+    return [(a, b) for a, b in runs]
+
+
+def _in_days(field, days):
+    condition = Q()
+    for first, last in _ranges(days):
+        condition |= Q(**{f"{field}__gte": _midnight(first), f"{field}__lt": _midnight(last + timedelta(days=1))})
+    return condition
+
+
+def _midnight(day):
+    from datetime import datetime, time
+
+    return datetime.combine(day, time.min, tzinfo=dt_timezone.utc)
+
+
+def _rollup_parts(days):
+    """Gather the parts of every KPI for these days (None: all days)."""
+
+    def within(field):
+        return Q() if days is None else _in_days(field, days)
+
+    def keep(day):
+        return days is None or day in days
+
+    surveys = list(SurveyResponse.objects.filter(within("answered_at")).values_list(
+        "kind", "score", "respondent", "channel", "customer_id", "conversation_id", "answered_at", "id"))
+    journeys = list(Journey.objects.filter(within("closed_at") | within("first_contact_at")).values_list(
+        "customer_id", "channel", "closed_at", "tth_seconds", "first_contact_at", "time_before_contact_seconds"))
+    conversations = list(ConversationMetrics.objects.filter(
+        within("opened_at") | within("resolved_at") | within("first_response_at")).values_list(
+        "customer_id", "channel", "opened_at", "resolved_at", "resolution_seconds", "came_back",
+        "first_response_at", "first_response_seconds", "handler"))
+    customer_ids = {s[4] for s in surveys} | {j[0] for j in journeys} | {c[0] for c in conversations}
+    parts = _Parts(_segments_of(customer_ids))
+
+    for kind, score, respondent, channel, customer_id, _conversation, answered_at, _id in surveys:
+        if respondent != SurveyResponse.Respondent.CUSTOMER:
+            continue
+        day = _day(answered_at)
+        if kind == "nps":
+            parts.add(day, channel, customer_id, "nps", hits=int(score >= 9), hits2=int(score <= 6))
+        elif kind == "csat":
+            parts.add(day, channel, customer_id, "csat", total=score, hits=int(score >= 4))
+        elif kind == "ces":
+            parts.add(day, channel, customer_id, "ces", total=score, hits=int(score >= 5))
+        elif kind == "tws":
+            parts.add(day, channel, customer_id, "tws", total=score)
+
+    # Calibration: per conversation, its latest agent prediction against its latest customer answer,
+    # counted on the day of that answer.
+    conversation_ids = {s[5] for s in surveys if s[0] == "tws" and s[5] is not None}
+    latest = {}
+    if conversation_ids:
+        for score, respondent, channel, customer_id, conversation_id, answered_at in SurveyResponse.objects.filter(
+                kind="tws", conversation_id__in=conversation_ids).order_by("answered_at", "id").values_list(
+                "score", "respondent", "channel", "customer_id", "conversation_id", "answered_at"):
+            latest.setdefault(conversation_id, {})[respondent] = (score, channel, customer_id, answered_at)
+    for pair in latest.values():
+        if "agent" in pair and "customer" in pair:
+            answer, channel, customer_id, answered_at = pair["customer"]
+            day = _day(answered_at)
+            if keep(day):
+                difference = pair["agent"][0] - answer
+                parts.add(day, channel, customer_id, "calibration", total=difference, total2=abs(difference))
+
+    for customer_id, channel, closed_at, tth, first_contact_at, before_contact in journeys:
+        if tth is not None and keep(_day(closed_at)):
+            parts.add(_day(closed_at), channel, customer_id, "tth", value=tth)
+        if before_contact is not None and keep(_day(first_contact_at)):
+            parts.add(_day(first_contact_at), channel, customer_id, "before_contact", value=before_contact)
+
+    for (customer_id, channel, opened_at, resolved_at, resolution, came_back, first_response_at, first_response,
+         handler) in conversations:
+        if keep(_day(opened_at)) and handler != ConversationMetrics.Handler.NONE:
+            parts.add(_day(opened_at), channel, customer_id, "bot_only", hits=int(handler == "bot"))
+        if resolved_at is not None and keep(_day(resolved_at)):
+            parts.add(_day(resolved_at), channel, customer_id, "resolution", value=resolution)
+            if came_back is not None:
+                parts.add(_day(resolved_at), channel, customer_id, "came_back", hits=int(came_back))
+        if first_response is not None and keep(_day(first_response_at)):
+            parts.add(_day(first_response_at), channel, customer_id, "first_response", value=first_response)
+    return parts.rows
+
+
+@transaction.atomic
+def rollups_rebuild(*, days=None) -> int:
+    """Rebuild the daily KPI roll-ups of these days (None: all of them); returns the rows written."""
+    advisory_lock(["metrics:rollups"])
+    if days is not None:
+        days = set(days)
+        if not days:
+            return 0
+    # Claim the dirty marks before reading: a mark written after this either is visible to the
+    # reads below or (its insert waiting on our delete) survives for the next rebuild.
+    if days is None:
+        DirtyDay.objects.all().delete()
+    else:
+        DirtyDay.objects.filter(day__in=days).delete()
+    rows = _rollup_parts(days)
+    stale = MetricRollup.objects.all() if days is None else MetricRollup.objects.filter(day__in=days)
+    stale.delete()
+    MetricRollup.objects.bulk_create(
+        [
+            MetricRollup(day=day, dimension=dimension, key=key, metric=metric,
+                         values=sorted(part["values"]) if part["values"] is not None else None,
+                         **{name: part[name] for name in ADDITIVE})
+            for (day, dimension, key, metric), part in rows.items()
+        ],
+        batch_size=2000,
+    )
+    return len(rows)
+
+
+def rollups_rebuild_dirty() -> int:
+    """Rebuild the roll-ups of the days marked dirty."""
+    days = list(DirtyDay.objects.values_list("day", flat=True))
+    return rollups_rebuild(days=days) if days else 0

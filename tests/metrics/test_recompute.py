@@ -1,0 +1,153 @@
+"""Recompute services against the database: rows written, idempotence, merges, dirty marks."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from customers.models import Customer, Merge
+from customers.services import customer_merge, merge_undo
+from integrations.models import WebhookDelivery
+from metrics import services
+from metrics.models import ConversationMetrics, CustomerSnapshot, DirtyCustomer, Journey, TextAnalysis
+from tests.metrics.helpers import ingest
+
+pytestmark = pytest.mark.django_db
+
+NOW = timezone.now().replace(microsecond=0)
+
+
+def ago(days=0, hours=0):
+    return NOW - timedelta(days=days, hours=hours)
+
+
+def journey_rows(customer_id):
+    return list(Journey.objects.filter(customer_id=customer_id).order_by("seq").values())
+
+
+def test_ingestion_marks_dirty_in_the_same_transaction_and_recompute_clears_it():
+    row = ingest("a@example.com", when=ago(2), sentiment=-0.7)
+    assert DirtyCustomer.objects.filter(customer_id=row.customer_id).exists()
+
+    services.dirty_customers_recompute()
+
+    assert not DirtyCustomer.objects.exists()
+    snapshot = CustomerSnapshot.objects.get(customer_id=row.customer_id)
+    assert snapshot.unhappy_since == ago(2) and snapshot.journeys == 1 and snapshot.visits == 1
+
+
+def test_recompute_twice_gives_identical_rows():
+    first = ingest("b@example.com", when=ago(10), sentiment=-0.7, incident_at=ago(12))
+    ingest("b@example.com", when=ago(9), channel="email", sentiment=0.8)
+    ingest("b@example.com", when=ago(3), sentiment=-0.4)
+    customer_id = first.customer_id
+
+    services.customers_recompute(customer_ids=[customer_id], now=NOW)
+    before = journey_rows(customer_id)
+    conversations = list(ConversationMetrics.objects.filter(customer_id=customer_id).order_by("pk").values())
+    services.customers_recompute(customer_ids=[customer_id], now=NOW)
+
+    assert journey_rows(customer_id) == before  # same ids too: unchanged rows are not rewritten
+    assert list(ConversationMetrics.objects.filter(customer_id=customer_id).order_by("pk").values()) == conversations
+    assert [(j["started_at"], j["closed_at"]) for j in before] == [(ago(12), ago(9)), (ago(3), None)]
+    assert before[0]["tth_seconds"] == 3 * 86400
+
+
+def test_journey_and_at_risk_events_are_emitted_once_each():
+    import json
+
+    from tests.integrations.factories import WebhookSubscriptionFactory
+
+    WebhookSubscriptionFactory(event_types=["journey.opened", "journey.closed", "customer.at_risk"])
+    row = ingest("c@example.com", when=ago(hours=3), sentiment=-0.7)
+
+    def sent():
+        return [(d.event_type, json.loads(d.body)["data"]) for d in WebhookDelivery.objects.order_by("id")]
+
+    services.customers_recompute(customer_ids=[row.customer_id])
+    services.customers_recompute(customer_ids=[row.customer_id])
+    assert [t for t, _ in sent()] == ["journey.opened"]
+
+    ingest("c@example.com", when=ago(hours=1), sentiment=0.7)
+    services.customers_recompute(customer_ids=[row.customer_id])
+    services.customers_recompute(customer_ids=[row.customer_id])
+    events = sent()
+    assert [t for t, _ in events] == ["journey.opened", "journey.closed"]
+    assert events[1][1]["customer_id"] == row.customer_id and events[1][1]["tth_seconds"] == 2 * 3600
+
+    # at risk: visits every 10 days, then silence for 21 days
+    other = None
+    for day in (51, 41, 31):
+        other = ingest("r@example.com", when=ago(day)).customer_id
+    services.customers_recompute(customer_ids=[other], now=NOW - timedelta(days=20))
+    services.customers_recompute(customer_ids=[other], now=NOW - timedelta(days=9))
+    services.customers_recompute(customer_ids=[other], now=NOW)
+    assert [t for t, _ in sent()].count("customer.at_risk") == 1
+    assert CustomerSnapshot.objects.get(customer_id=other).at_risk is True
+
+
+def test_old_history_sends_no_journey_events():
+    from tests.integrations.factories import WebhookSubscriptionFactory
+
+    WebhookSubscriptionFactory(event_types=["journey.opened", "journey.closed"])
+    row = ingest("old@example.com", when=ago(30), sentiment=-0.7)
+    services.customers_recompute(customer_ids=[row.customer_id])
+    assert not WebhookDelivery.objects.exists()
+
+
+def test_analyser_scores_english_and_leaves_persian_unscored():
+    english = ingest("d@example.com", when=ago(5), body="This is terrible, I am furious and disappointed.")
+    persian = ingest("d@example.com", when=ago(4), body="سفارش من هنوز نرسیده و خیلی ناراحتم")
+
+    services.customers_recompute(customer_ids=[english.customer_id], now=NOW)
+
+    analyses = {a.interaction_id: a for a in TextAnalysis.objects.all()}
+    assert analyses[english.pk].sentiment < -0.3 and analyses[english.pk].language == "en"
+    assert analyses[persian.pk].sentiment is None and analyses[persian.pk].language == "fa"
+    [journey] = Journey.objects.filter(customer_id=english.customer_id)
+    assert journey.opening_interaction_id == english.pk and journey.opening_signal == "sentiment"
+
+
+def test_intent_rules_from_the_admin_open_journeys():
+    from metrics.models import IntentRule
+
+    IntentRule.objects.create(intent="complaint", keywords="refund\nشکایت", priority=1)
+    row = ingest("e@example.com", when=ago(3), body="I want my REFUND", sentiment=0.0)
+    services.customers_recompute(customer_ids=[row.customer_id], now=NOW)
+
+    assert TextAnalysis.objects.get(interaction_id=row.pk).intent == "complaint"
+    assert Journey.objects.get(customer_id=row.customer_id).opening_signal == "intent"
+
+
+def test_merge_and_undo_recompute_both_customers():
+    # given: two customers, one miserable since day 5, the other delighted on day 2
+    a = ingest("lisa@example.com", when=ago(5), sentiment=-0.8).customer_id
+    b = ingest("lisa.other@example.com", when=ago(2), channel="email", sentiment=0.9).customer_id
+    services.customers_recompute(customer_ids=[a, b], now=NOW)
+    assert CustomerSnapshot.objects.get(customer_id=a).unhappy_since == ago(5)
+    assert CustomerSnapshot.objects.get(customer_id=b).journeys == 0
+
+    # when: b is merged into a; the merge's hook marks both dirty (and queues them after commit)
+    merge = customer_merge(survivor=Customer.objects.get(pk=a), merged=Customer.objects.get(pk=b),
+                           reason=Merge.Reason.MANUAL)
+    assert set(DirtyCustomer.objects.values_list("customer_id", flat=True)) == {a, b}
+    services.dirty_customers_recompute()
+
+    # then: a's journey closes with b's delight; b (a tombstone) has no metrics left
+    journey = Journey.objects.get(customer_id=a)
+    assert (journey.started_at, journey.closed_at, journey.tth_seconds) == (ago(5), ago(2), 3 * 86400)
+    assert CustomerSnapshot.objects.get(customer_id=a).unhappy_since is None
+    assert not CustomerSnapshot.objects.filter(customer_id=b).exists()
+    assert not DirtyCustomer.objects.exists()
+
+    # when: the merge is undone
+    merge_undo(merge=merge)
+    assert set(DirtyCustomer.objects.values_list("customer_id", flat=True)) == {a, b}
+    services.dirty_customers_recompute()
+
+    # then: each has their own again
+    assert CustomerSnapshot.objects.get(customer_id=a).unhappy_since == ago(5)
+    assert Journey.objects.get(customer_id=a).closed_at is None
+    assert CustomerSnapshot.objects.get(customer_id=b).visits == 1
+    assert not Journey.objects.filter(customer_id=b).exists()
+    assert not DirtyCustomer.objects.exists()

@@ -7,6 +7,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from crm.errors import Conflict
+from customers.agent_page import agent_page_urls
 from customers.models import Customer, Identity, Merge, MergeSuggestion, Segment
 from customers.selectors import customer_list
 from customers.services import customer_merge, customer_update, merge_suggestion_accept, merge_suggestion_dismiss, merge_undo
@@ -77,6 +78,9 @@ class CustomerAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("identities", "segments")
 
+    def get_urls(self):
+        return agent_page_urls() + super().get_urls()
+
     def get_search_results(self, request, queryset, search_term):
         if not search_term.strip():
             return queryset, False
@@ -126,10 +130,7 @@ class CustomerAdmin(admin.ModelAdmin):
     def agent_page_link(self, obj):
         if obj.pk is None:
             return "—"
-        try:
-            url = reverse("admin:customers_customer_agent", args=[obj.pk])
-        except NoReverseMatch:
-            return "—"
+        url = reverse("admin:customers_customer_agent", args=[obj.pk])
         return format_html('<a class="button" href="{}">{}</a>', url, _("Open the agent's customer page"))
 
     @admin.display(description=_("interactions per channel"))

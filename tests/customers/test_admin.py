@@ -185,3 +185,13 @@ def test_suggestions_are_accepted_and_dismissed_from_the_admin(admin_client, set
     assert Merge.objects.count() == 1
     assert admin_client.get(url).status_code == 200
     assert admin_client.get(reverse("admin:customers_merge_changelist")).status_code == 200
+
+
+def test_the_customer_page_links_to_the_agents_page(admin_client):
+    customer = CustomerFactory(name="Lisa")
+
+    page = admin_client.get(reverse("admin:customers_customer_change", args=[customer.pk])).content.decode()
+    agent_url = reverse("admin:customers_customer_agent", args=[customer.pk])
+
+    assert f'href="{agent_url}"' in page
+    assert admin_client.get(agent_url).status_code == 200

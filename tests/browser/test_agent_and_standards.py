@@ -8,7 +8,7 @@ from django.utils import timezone
 from customers.models import Identity
 from standards.models import Acknowledgement, Proposal, Standard
 from tests.factories import ConversationFactory, CustomerFactory, IdentityFactory, InteractionFactory, SegmentFactory
-from tests.standards.factories import CannedResponseFactory, StandardFactory, user_in_group
+from tests.standards.factories import CannedResponseFactory, StandardFactory, kpi_history, user_in_group
 
 pytestmark = [pytest.mark.browser, pytest.mark.urls("tests.browser.urls")]
 CHANNELS = ["chat", "email", "phone", "whatsapp", "instagram"]
@@ -40,7 +40,11 @@ def test_agent_sees_every_channel_in_the_timeline_and_older_items_on_scroll(
             conversation=conversation if i < 3 else None,
             direction="inbound" if inbound else "outbound", author_type="customer" if inbound else "agent",
             author_name="" if inbound else "Sara", body=f"item {i} on {channel}",
+            sentiment=-0.6 if i == 2 else None, intent="complaint" if i == 2 else "",
         )
+    from metrics.services import customers_recompute
+
+    customers_recompute(customer_ids=[customer.pk])
     standard = StandardFactory(title="Chat first reply in 10 minutes", target=600, channels=["chat"])
     from standards.services import standard_publish
 
@@ -56,6 +60,8 @@ def test_agent_sees_every_channel_in_the_timeline_and_older_items_on_scroll(
     assert page.locator(".tl-author-label-agent").first.inner_text().startswith("Agent: Sara")
     assert page.locator("#standards .standing").first.get_attribute("data-status") == "pending"
     assert "Hello Lisa Müller, agent1 here." in page.locator("#suggestions").inner_text()
+    assert page.locator("#unhappy-since").inner_text().startswith("Unhappy since")
+    assert page.locator('#snapshot tr[data-key="visits"] td').inner_text() != "—"
     # when the agent scrolls, older items load until the beginning of the history
     for _ in range(10):
         page.locator("#timeline-scroll").hover()
@@ -138,3 +144,35 @@ def test_lead_publishes_agent_acknowledges_and_proposes_lead_accepts(live_server
     # and the agent's acknowledgement is due again
     lead_page.goto(change_url)
     assert "agent1" in lead_page.locator(".crm-unacknowledged").inner_text()
+
+
+def test_lead_opens_the_dashboard_and_sees_its_charts_drawn(live_server, people, login, screenshot):
+    # given
+    lead, _ = people
+    kpi_history()
+    standard = StandardFactory(title="First reply within 15 minutes", target=900)
+    from standards.services import compliance_watch, standard_publish
+
+    standard_publish(standard=standard, actor=lead, reason="v1", effective_from=timezone.now() - timedelta(days=400))
+    compliance_watch()
+    page = login("lead", "lead-password-1")
+    # when
+    page.goto(f"{live_server.url}/admin/dashboard/?granularity=month&by=channel")
+    # then: every chart is an SVG the browser laid out, with lines and points actually drawn
+    charts = page.locator("svg.kpi-chart")
+    assert charts.count() == 8
+    for chart_id in ("nps", "csat_share", "ces_mean", "tth_p50_seconds"):
+        chart = page.locator(f"#chart-{chart_id} svg")
+        box = chart.bounding_box()
+        assert box["width"] > 300 and box["height"] > 100
+        lengths = chart.locator("polyline.kpi-line").evaluate_all(
+            "els => els.map(e => e.getTotalLength())")
+        assert len(lengths) >= 5 and all(length > 0 for length in lengths), (chart_id, lengths)
+    bars = page.locator("#chart-compliance rect.kpi-bar").evaluate_all("els => els.map(e => e.getBBox().width)")
+    assert len(bars) == 1 and bars[0] > 0
+    screenshot(page, "dashboard", docs=True)
+    # and by segment
+    page.click(".kpi-filters a[href*=\"by=segment\"]")
+    page.wait_for_url("**by=segment")
+    series = set(page.locator("#chart-nps polyline.kpi-line").evaluate_all("els => els.map(e => e.dataset.series)"))
+    assert {"all", "vip", "b2b"} <= series

@@ -83,3 +83,51 @@ def user_in_group(django_user_model, username, group_name):
     )
     user.groups.add(Group.objects.get(name=group_name))
     return django_user_model.objects.get(pk=user.pk)  # fresh: no stale permission cache
+
+
+def kpi_history(*, months=6, now=None):
+    """Six months of customers on four channels with journeys, surveys and resolved conversations,
+    recomputed by the metrics app, so the KPI dashboard has lines to draw. Returns the customers."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from metrics.services import customers_recompute, rollups_rebuild, survey_response_create
+    from tests.factories import ConversationFactory, CustomerFactory, InteractionFactory, SegmentFactory
+
+    now = now or timezone.now()
+    channels = ["chat", "email", "phone", "whatsapp"]
+    segments = [SegmentFactory(slug="vip", name="VIP"), SegmentFactory(slug="b2b", name="B2B")]
+    customers = []
+    for month in range(months):
+        for index, channel in enumerate(channels):
+            start = now - timedelta(days=30 * (months - month) - 3 * index)
+            customer = CustomerFactory(name=f"{channel} customer {month}")
+            customer.segments.add(segments[index % 2])
+            conversation = ConversationFactory(
+                customer=customer, channels=[channel], opened_at=start, first_inbound_at=start,
+                first_response_at=start + timedelta(minutes=10 + 5 * index), status="resolved",
+                resolved_at=start + timedelta(hours=2 + index + month),
+            )
+            InteractionFactory(customer=customer, conversation=conversation, channel=channel, occurred_at=start,
+                               sentiment=-0.7, intent="complaint", body="My parcel is lost")
+            InteractionFactory(customer=customer, conversation=conversation, channel=channel,
+                               occurred_at=start + timedelta(minutes=10 + 5 * index), direction="outbound",
+                               author_type="agent", body="We are on it")
+            InteractionFactory(customer=customer, conversation=conversation, channel=channel,
+                               occurred_at=start + timedelta(hours=2 + index + month), sentiment=0.8,
+                               body="Thank you, it arrived")
+            answered = start + timedelta(hours=3 + index + month)
+            survey_response_create(customer_id=customer.pk, kind="nps", score=(month + 2 * index + 4) % 11,
+                                   channel=channel, answered_at=answered, conversation_id=conversation.pk)
+            survey_response_create(customer_id=customer.pk, kind="csat", score=1 + (month + index) % 5,
+                                   channel=channel, answered_at=answered, conversation_id=conversation.pk)
+            survey_response_create(customer_id=customer.pk, kind="ces", score=1 + (2 * month + index) % 7,
+                                   channel=channel, answered_at=answered, conversation_id=conversation.pk)
+            if month % 2 == 0:  # half of them come back a week later
+                InteractionFactory(customer=customer, channel="web", kind="visit",
+                                   occurred_at=start + timedelta(days=7))
+            customers.append(customer)
+    customers_recompute(customer_ids=[c.pk for c in customers], now=now)
+    rollups_rebuild()
+    return customers

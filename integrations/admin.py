@@ -4,8 +4,11 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
@@ -244,8 +247,6 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("deliveries"))
     def deliveries_link(self, obj):
-        from django.urls import reverse
-
         url = reverse("admin:integrations_webhookdelivery_changelist") + f"?subscription__id__exact={obj.pk}"
         return format_html('<a href="{}">{}</a>', url, _("Deliveries of this subscription"))
 
@@ -287,6 +288,27 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("body")
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:object_id>/redeliver/",
+                self.admin_site.admin_view(self.redeliver_view),
+                name="integrations_webhookdelivery_redeliver",
+            ),
+            *super().get_urls(),
+        ]
+
+    def redeliver_view(self, request, object_id):
+        """The Redeliver button of a delivery's page (POST only)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        delivery = get_object_or_404(WebhookDelivery, pk=object_id)
+        if not self.has_change_permission(request, delivery):
+            raise PermissionDenied
+        services.webhook_delivery_redeliver(delivery=delivery)
+        self.message_user(request, _("Queued %(webhook_id)s again.") % {"webhook_id": delivery.webhook_id})
+        return HttpResponseRedirect(reverse("admin:integrations_webhookdelivery_change", args=[delivery.pk]))
 
     def has_add_permission(self, request):
         return False

@@ -228,3 +228,38 @@ def test_admin_index_lists_the_models(admin_client):
 
     for name in ("API tokens", "Webhook subscriptions", "Webhook deliveries"):
         assert name in page
+
+
+def test_redeliver_button_on_the_delivery_page(admin_client, no_sending, django_capture_on_commit_callbacks):
+    WebhookSubscriptionFactory()
+    events_emit(events=[("customer.created", {"customer_id": 1})])
+    delivery = WebhookDelivery.objects.get()
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status="dead", cycle_attempts=8)
+    no_sending.reset_mock()
+    url = reverse("admin:integrations_webhookdelivery_redeliver", args=[delivery.pk])
+    page = admin_client.get(reverse("admin:integrations_webhookdelivery_change", args=[delivery.pk])).content.decode()
+    assert f'action="{url}"' in page
+    assert admin_client.get(url).status_code == 405
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(url)
+
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:integrations_webhookdelivery_change", args=[delivery.pk])
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.cycle_attempts) == ("pending", 0)
+    no_sending.assert_called_once_with(delivery_ids=[delivery.pk])
+
+
+def test_redeliver_button_needs_a_staff_user_with_permission(client, django_user_model, no_sending):
+    WebhookSubscriptionFactory()
+    events_emit(events=[("customer.created", {"customer_id": 1})])
+    delivery = WebhookDelivery.objects.get()
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status="dead")
+    client.force_login(django_user_model.objects.create_user(username="viewer", password=None, is_staff=True))
+
+    response = client.post(reverse("admin:integrations_webhookdelivery_redeliver", args=[delivery.pk]))
+
+    assert response.status_code == 403
+    delivery.refresh_from_db()
+    assert delivery.status == "dead"

@@ -50,8 +50,22 @@ def customers_filter(*, queryset, unhappy_now=None, at_risk=None):
     return queryset
 
 
-def customer_journeys(*, customer_id):
-    return Journey.objects.filter(customer_id=customer_id).order_by("seq")
+JOURNEYS_SHOWN = 50
+
+
+def customer_journeys(*, customer_id, limit=None):
+    """A customer's journeys, newest first."""
+    queryset = Journey.objects.filter(customer_id=customer_id).order_by("-seq")
+    return queryset[:limit] if limit else queryset
+
+
+def conversation_customer_get(*, conversation_id):
+    """The live customer a conversation belongs to, or None."""
+    from customers.services import customer_ids_resolve
+    from interactions.models import Conversation
+
+    owner = Conversation.objects.filter(pk=conversation_id).values_list("customer_id", flat=True).first()
+    return customer_ids_resolve([owner]).get(owner) if owner else None
 
 
 def period_start(day: date, granularity: str) -> date:

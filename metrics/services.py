@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from datetime import timezone as dt_timezone
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, FloatField, IntegerField, Q, Value, When
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce, NullIf
@@ -491,12 +491,17 @@ def survey_response_create(*, customer_id, kind, score, channel="survey", answer
         if result.status == "rejected":
             raise ValueError(result.errors)
         interaction = result.interaction
-        response = SurveyResponse.objects.create(
-            kind=kind, score=score, question=question, question_version=question_version, comment=comment,
-            channel=channel, customer_id=interaction.customer_id, conversation_id=conversation_id,
-            interaction=interaction, respondent=respondent, agent_id=agent_id, answered_at=answered_at,
-            source=source, external_id=external_id,
-        )
+        try:
+            with transaction.atomic():
+                response = SurveyResponse.objects.create(
+                    kind=kind, score=score, question=question, question_version=question_version, comment=comment,
+                    channel=channel, customer_id=interaction.customer_id, conversation_id=conversation_id,
+                    interaction=interaction, respondent=respondent, agent_id=agent_id, answered_at=answered_at,
+                    source=source, external_id=external_id,
+                )
+        except IntegrityError:
+            # A concurrent replay stored it first (the unique (source, external_id) decided).
+            return SurveyResponse.objects.get(source=source, external_id=external_id), False
         days = {_day(answered_at)}
         if conversation_id and kind == SurveyResponse.Kind.TWS:
             # A prediction arriving after the customer's answer changes that day's calibration.

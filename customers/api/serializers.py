@@ -41,7 +41,11 @@ class CustomerDetailOut(CustomerOut):
         return self.context.get("redirected_from")
 
     def get_metrics(self, obj) -> dict | None:
-        return self.context.get("metrics")
+        """The metrics snapshot (as GET /customers/{id}/metrics/ gives it); null until first computed."""
+        from metrics.api.serializers import SnapshotOut
+
+        snapshot = self.context.get("metrics")
+        return SnapshotOut(snapshot).data if snapshot else None
 
 
 class IdentityIn(serializers.Serializer):

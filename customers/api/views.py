@@ -26,6 +26,7 @@ from customers.services import (
     merge_undo,
 )
 from interactions.selectors import channel_counts
+from metrics.selectors import customer_snapshots_get, customers_filter
 
 
 def _paginated(request, view, queryset, serializer):
@@ -45,6 +46,7 @@ class CustomerListApi(APIView):
         filters.is_valid(raise_exception=True)
         f = filters.validated_data
         queryset = customer_list(search=f.get("q"), segment=f.get("segment"))
+        queryset = customers_filter(queryset=queryset, unhappy_now=f.get("unhappy_now"), at_risk=f.get("at_risk"))
         return _paginated(request, self, queryset, CustomerOut)
 
 
@@ -52,7 +54,11 @@ class CustomerDetailApi(APIView):
     required_scopes = {"read": "customers:read", "write": "customers:write"}
 
     def _detail(self, customer, redirected_from):
-        context = {"channel_counts": channel_counts(customer_id=customer.pk), "redirected_from": redirected_from}
+        context = {
+            "channel_counts": channel_counts(customer_id=customer.pk),
+            "redirected_from": redirected_from,
+            "metrics": customer_snapshots_get(customer_ids=[customer.pk]).get(customer.pk),
+        }
         return Response(CustomerDetailOut(customer, context=context).data)
 
     @extend_schema(responses=CustomerDetailOut)

@@ -61,7 +61,9 @@ class IdempotencyKeyMiddleware:
         from integrations.models import IdempotencyKey
 
         fingerprint = hashlib.sha256(f"{owner}\n{request.method}\n{request.path}\n{key}".encode()).hexdigest()
-        request_hash = hashlib.sha256(body).hexdigest()
+        # The query string is part of the request: the same key with other parameters is another request.
+        query = request.META.get("QUERY_STRING", "").encode("latin-1", "replace")
+        request_hash = hashlib.sha256(query + b"\n" + body).hexdigest()
         row, existing = key_claim(
             fingerprint=fingerprint,
             owner=owner,

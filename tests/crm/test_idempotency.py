@@ -87,7 +87,7 @@ def test_a_key_in_flight_answers_409(api, make_token):
     fingerprint = hashlib.sha256(f"{owner}\nPOST\n{path}\nk-1".encode()).hexdigest()
     row, existing = key_claim(
         fingerprint=fingerprint, owner=owner, key="k-1", method="POST", path=path,
-        request_hash=hashlib.sha256(body).hexdigest(),
+        request_hash=hashlib.sha256(b"\n" + body).hexdigest(),
     )
     assert row is not None and existing is None
     client = APIClient()
@@ -161,6 +161,14 @@ def test_bulk_replays_and_the_same_key_on_another_endpoint_is_separate(api):
     assert single.status_code == 201 and "Idempotent-Replayed" not in single
     assert mismatch.status_code == 422
     assert Interaction.objects.count() == 3
+
+
+def test_same_key_with_another_query_string_is_422(api):
+    post(api, reverse("interaction-create"), item(), "q-1")
+
+    response = api.post(reverse("interaction-create") + "?dry_run=1", item(), format="json", HTTP_IDEMPOTENCY_KEY="q-1")
+
+    assert response.status_code == 422 and response.json()["code"] == "idempotency_key_reused"
 
 
 def test_client_errors_are_replayed_too(api):

@@ -1,3 +1,4 @@
+import json
 import time
 from datetime import timedelta
 from unittest import mock
@@ -105,3 +106,57 @@ def test_real_worker_retries_a_failing_receiver_until_it_succeeds(celery_worker_
         assert standard_webhooks_verify(subscription.secret, headers, request["body"]) == [headers["webhook-signature"]]
         assert request["body"] == delivery.body.encode()
     assert list(delivery.attempts.values_list("number", "status_code")) == [(1, 500), (2, 500), (3, 500), (4, 200)]
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_real_worker_delivers_what_an_api_ingest_emits_honouring_retry_after(celery_worker_process, receiver):
+    # given a receiver that asks for a 1 s pause once, a subscriber to everything, and a worker
+    from django.urls import reverse
+    from rest_framework.test import APIClient
+
+    from customers.models import Customer
+    from integrations.services import api_token_create
+    from interactions.models import Conversation, Interaction
+
+    receiver.respond((429, {"Retry-After": "1"}))
+    subscription = WebhookSubscriptionFactory(url=receiver.url)
+    _, raw = api_token_create(name="shop", scopes=["interactions:write"])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    celery_worker_process(extra_env={"WEBHOOK_ALLOW_PRIVATE_TARGETS": "true", "WEBHOOK_RETRY_BASE_SECONDS": "0.2"})
+    item = {
+        "source": "shop", "external_id": "o-1", "channel": "chat", "kind": "message", "direction": "inbound",
+        "author_type": "customer", "occurred_at": "2026-03-01T10:00:00Z",
+        "identities": [{"kind": "email", "value": "sam@example.com"}], "body": "Hello",
+    }
+
+    # when the API stores an interaction, and the client retries the POST with its Idempotency-Key
+    first = client.post(reverse("interaction-create"), item, format="json", HTTP_IDEMPOTENCY_KEY="o-1")
+    again = client.post(reverse("interaction-create"), item, format="json", HTTP_IDEMPOTENCY_KEY="o-1")
+    assert first.status_code == 201 and again["Idempotent-Replayed"] == "true"
+
+    # then the worker delivers all three events, one of them after the receiver's pause
+    wait_until(
+        lambda: WebhookDelivery.objects.filter(status=WebhookDelivery.Status.DELIVERED).count() == 3,
+        timeout=30,
+        message="three delivered events",
+    )
+    time.sleep(0.5)  # any stray extra request would arrive by now
+    assert receiver.count() == 4 and WebhookDelivery.objects.count() == 3
+    customer, conversation, interaction = Customer.objects.get(), Conversation.objects.get(), Interaction.objects.get()
+    bodies = {}
+    for request in receiver.requests:
+        headers = {k.lower(): v for k, v in request["headers"].items()}
+        assert standard_webhooks_verify(subscription.secret, headers, request["body"])
+        event = json.loads(request["body"])
+        bodies.setdefault(event["type"], set()).add((headers["webhook-id"], request["body"]))
+    assert {t: len(v) for t, v in bodies.items()} == {"customer.created": 1, "conversation.opened": 1, "interaction.created": 1}
+    data = {t: json.loads(next(iter(v))[1])["data"] for t, v in bodies.items()}
+    assert data["customer.created"] == {"customer_id": customer.pk}
+    assert (data["conversation.opened"]["id"], data["conversation.opened"]["channels"]) == (conversation.pk, ["chat"])
+    assert (data["interaction.created"]["id"], data["interaction.created"]["body"]) == (interaction.pk, "Hello")
+    paused = WebhookDelivery.objects.get(attempt_count=2)
+    first_try, second_try = paused.attempts.order_by("number")
+    assert (first_try.status_code, second_try.status_code) == (429, 200)
+    assert (second_try.attempted_at - first_try.attempted_at).total_seconds() >= 0.9

@@ -54,6 +54,11 @@ def address_refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> s
     """Why an address may not receive webhooks, or None when it is a public one."""
     if address.version == 6 and address.ipv4_mapped:
         address = address.ipv4_mapped
+    if address.version == 6 and address.sixtofour:
+        # 6to4 (2002::/16) carries an IPv4 address that a relay would reach on our behalf.
+        embedded = address_refusal(address.sixtofour)
+        if embedded:
+            return f"{address} embeds {embedded}"
     for attribute, label in (
         ("is_loopback", "loopback"),
         ("is_link_local", "link-local"),

@@ -193,7 +193,8 @@ def test_private_targets_are_refused_by_default(receiver, queued, settings):
 @pytest.mark.parametrize(
     "address",
     ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-     "224.0.0.1", "240.0.0.1", "::1", "fe80::1", "fc00::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1"],
+     "224.0.0.1", "240.0.0.1", "::1", "fe80::1", "fc00::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
+     "2002:7f00:1::", "2002:a9fe:a9fe::", "64:ff9b::7f00:1", "::127.0.0.1"],
 )
 def test_non_public_addresses_are_refused(address):
     assert address_refusal(ipaddress.ip_address(address)) is not None

@@ -375,12 +375,66 @@ def _conversation_judgements(*, conversation, version, messages, now, warn_fract
 
 
 def _survey_scores(conversation_ids):
-    """{(conversation_id, "csat"|"ces"): latest score} from the metrics app when it has surveys."""
+    """{(conversation_id, "csat"|"ces"): (latest customer score, answered_at)}.
+
+    Survey answers belong to the metrics app; this prefers its selector and,
+    until it has one, reads its table (read-only, one query).
+    """
     try:
         from metrics.selectors import conversation_survey_scores
     except ImportError:
-        return {}
+        from metrics.models import SurveyResponse
+
+        scores = {}
+        rows = (
+            SurveyResponse.objects.filter(conversation_id__in=list(conversation_ids), kind__in=["csat", "ces"],
+                                          respondent="customer")
+            .order_by("answered_at", "id")
+            .values_list("conversation_id", "kind", "score", "answered_at")
+        )
+        for conversation_id, kind, score, answered_at in rows:
+            scores[(conversation_id, kind)] = (score, answered_at)
+        return scores
     return conversation_survey_scores(conversation_ids=conversation_ids)
+
+
+def _surveyed_conversation_ids(since):
+    """Conversations a CSAT or CES answer arrived for since `since` (a floor is judged when it comes)."""
+    from metrics.models import SurveyResponse
+
+    return SurveyResponse.objects.filter(
+        answered_at__gte=since, kind__in=["csat", "ces"], conversation_id__isnull=False
+    ).values("conversation_id")
+
+
+def journeys_for_watch(*, since) -> list[dict]:
+    """Open journeys and those closed since `since`, as `journeys_compliance_evaluate` takes them.
+
+    Journeys belong to the metrics app; this prefers its selector and, until
+    it has one, reads its table (read-only, two queries).
+    """
+    try:
+        from metrics.selectors import journeys_for_compliance
+    except ImportError:
+        from customers.models import Customer
+        from metrics.models import Journey
+
+        rows = list(
+            Journey.objects.filter(Q(closed_at__isnull=True) | Q(closed_at__gte=since)).values_list(
+                "pk", "customer_id", "started_at", "closed_at", "channel"
+            )
+        )
+        segments = {}
+        for customer_id, slug in Customer.segments.through.objects.filter(
+            customer_id__in={row[1] for row in rows}
+        ).values_list("customer_id", "segment__slug"):
+            segments.setdefault(customer_id, []).append(slug)
+        return [
+            {"id": pk, "customer_id": customer_id, "started_at": started_at, "closed_at": closed_at,
+             "channel": channel, "segments": segments.get(customer_id, [])}
+            for pk, customer_id, started_at, closed_at, channel in rows
+        ]
+    return journeys_for_compliance(since=since)
 
 
 @transaction.atomic
@@ -591,11 +645,13 @@ def journeys_compliance_evaluate(*, journeys, now=None) -> list[Evaluation]:
 
 
 def compliance_watch(*, now=None) -> int:
-    """What the beat task does: re-judge every conversation whose clock may be running.
+    """What the beat task does: re-judge every conversation and journey whose clock may be running.
 
-    Open and pending conversations, those with an unfinished evaluation, and
-    those active within the look-back window (so a response or resolution that
-    just happened closes its clock). Returns how many were judged.
+    Open and pending conversations, those with an unfinished evaluation, those
+    active within the look-back window (so a response or resolution that just
+    happened closes its clock) or with a CSAT/CES answer in it; and, once a
+    time-to-happiness standard was ever published, open journeys and those
+    closed within the window. Returns how many conversations and journeys were judged.
     """
     from interactions.models import Conversation
 
@@ -611,12 +667,18 @@ def compliance_watch(*, now=None) -> int:
     ids = list(
         Conversation.objects.filter(
             Q(status__in=["open", "pending"]) | Q(last_activity_at__gte=since) | Q(pk__in=unfinished)
+            | Q(pk__in=_surveyed_conversation_ids(since))
         ).values_list("pk", flat=True)
     )
     batch = settings.STANDARDS_WATCH_BATCH
     for offset in range(0, len(ids), batch):
         conversations_compliance_evaluate(conversation_ids=ids[offset:offset + batch], now=now)
-    return len(ids)
+    journeys = []
+    if StandardVersion.objects.filter(content__metric=Metric.TIME_TO_HAPPINESS).exists():
+        journeys = journeys_for_watch(since=since)
+        for offset in range(0, len(journeys), batch):
+            journeys_compliance_evaluate(journeys=journeys[offset:offset + batch], now=now)
+    return len(ids) + len(journeys)
 
 
 # --- Canned responses ---------------------------------------------------------------

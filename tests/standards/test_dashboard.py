@@ -57,3 +57,10 @@ def test_dashboard_needs_a_permission(client, django_user_model):
     nobody = django_user_model.objects.create_user(username="nobody", password="x", is_staff=True)
     client.force_login(nobody)
     assert client.get(reverse("admin:kpi_dashboard")).status_code == 403
+
+
+def test_admin_index_links_the_dashboard(client, django_user_model):
+    lead = user_in_group(django_user_model, "lead", "CX leads")
+    client.force_login(lead)
+    page = client.get(reverse("admin:index")).content.decode()
+    assert f'href="{reverse("admin:kpi_dashboard")}"' in page

@@ -309,3 +309,47 @@ def test_canned_response_uses_recorded_set_based(django_assert_num_queries):
     services.canned_response_uses_record(interactions=used)  # a replay counts nothing twice
     # then
     assert sorted(CannedResponseUse.objects.values_list("interaction_id", flat=True)) == sorted(i.pk for i in used)
+
+
+def test_time_to_happiness_journeys_judged_in_business_hours_across_a_weekend_and_a_holiday(lead, office_hours):
+    # given: happy again within 4 business hours, Mon-Fri 09-17 Berlin, Whit Monday off
+    from metrics.services import customers_recompute
+
+    standard = _published(lead, calendar=office_hours, metric="time_to_happiness", target=4 * 3600)
+    journeys = {}
+    for name, misery_at, magic_at in [
+        ("on time", at(6, 16), at(10, 11)),   # Fri 16-17 + Tue 09-11 = 3 business hours
+        ("late", at(6, 15), at(10, 12)),      # Fri 15-17 + Tue 09-12 = 5 business hours
+        ("still unhappy", at(6, 16, 30), None),
+    ]:
+        customer = CustomerFactory(name=name)
+        InteractionFactory(customer=customer, channel="email", occurred_at=misery_at, sentiment=-0.8)
+        if magic_at:
+            InteractionFactory(customer=customer, channel="email", occurred_at=magic_at, sentiment=0.9)
+        journeys[name] = customer
+    customers_recompute(customer_ids=[c.pk for c in journeys.values()], now=at(10, 18))
+    # when
+    services.compliance_watch(now=at(10, 18))
+    # then
+    judged = {e.customer.name: e for e in Evaluation.objects.filter(subject="journey", standard=standard)}
+    assert (judged["on time"].status, judged["on time"].elapsed_seconds) == ("met", 3 * 3600)
+    assert (judged["late"].status, judged["late"].late_seconds) == ("breached", 3600)
+    assert judged["late"].breached_at == at(10, 11)
+    # Fri 16:30-17 + Tue 09-18 (clipped at 17) = 8.5 business hours, still running
+    assert (judged["still unhappy"].status, judged["still unhappy"].late_seconds) == ("breached", 4.5 * 3600)
+    assert judged["still unhappy"].completed_at is None
+
+
+def test_csat_floor_judged_when_the_answer_arrives(lead):
+    from metrics.services import survey_response_create
+
+    standard = _published(lead, metric="csat_floor", target=4)
+    unhappy = _conversation(inbound_at=at(10, 10), response_at=at(10, 10, 5))
+    happy = _conversation(inbound_at=at(10, 10), response_at=at(10, 10, 5))
+    survey_response_create(customer_id=unhappy.customer_id, kind="csat", score=2, answered_at=at(10, 11),
+                           conversation_id=unhappy.pk)
+    survey_response_create(customer_id=happy.customer_id, kind="csat", score=5, answered_at=at(10, 11),
+                           conversation_id=happy.pk)
+    services.compliance_watch(now=at(10, 12))
+    judged = {e.subject_id: (e.status, e.value) for e in Evaluation.objects.filter(standard=standard)}
+    assert judged == {unhappy.pk: ("breached", 2.0), happy.pk: ("met", 5.0)}

@@ -390,7 +390,7 @@ def customers_recompute(*, customer_ids, now=None) -> int:
     return len(ids)
 
 
-def dirty_customers_recompute(*, batch_size=None, max_batches=None) -> int:
+def dirty_customers_recompute(*, batch_size=None, max_batches=None, progress=None) -> int:
     """Recompute dirty customers in batches (oldest marks first) until none are left; returns how many.
 
     Each batch is its own transaction. On PostgreSQL the batch is claimed with
@@ -407,8 +407,11 @@ def dirty_customers_recompute(*, batch_size=None, max_batches=None) -> int:
             ids = list(claim.values_list("customer_id", flat=True)[:batch_size])
             if not ids:
                 break
-            done += customers_recompute(customer_ids=ids)
+            count = customers_recompute(customer_ids=ids)
+        done += count
         batches += 1
+        if progress:
+            progress(count)
     if done:
         rollups_rebuild_dirty()
     return done

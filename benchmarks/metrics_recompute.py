@@ -1,0 +1,315 @@
+"""Full and incremental metrics recompute on PostgreSQL, against one bare SQL pass over the interactions.
+
+    python benchmarks/metrics_recompute.py [--database crm_bench_metrics] [--refill] [--profile]
+
+1. Fills a dedicated database (default `crm_bench_metrics`, created and migrated if
+   missing) with set-based SQL (INSERT … SELECT generate_series): 100,000 customers,
+   200,000 conversations (80 % resolved), and 1,000,000 interactions over 365 days —
+   messages with sentiment (a third inbound misery or magic), complaints, reported
+   incident times, calls with durations, bot and agent replies, and 50,000 survey
+   answers (with their SurveyResponse rows). Skipped when already filled.
+2. Bare pass: one SQL query reading every interaction's metric columns in
+   (customer, time) order through a server-side cursor — the least any recompute
+   must read. Timed twice; the faster counts (warm cache, like the recompute).
+3. Full recompute: `metrics.services.all_recompute()` — every customer, every
+   journey, conversation clock, activity span and snapshot, then every daily
+   roll-up. Run twice: the first writes everything from empty, the second
+   (the nightly case) finds most rows unchanged. Peak memory: the process's RSS is
+   sampled after every batch; flat means the last batch's RSS is about the tenth's.
+4. Incremental: 1,000 random customers marked dirty, then
+   `dirty_customers_recompute()` (the beat task's work, roll-ups of their days
+   included). Five rounds; the median counts.
+
+Targets (issue 4): full ≤ 2× the bare pass; incremental of 1,000 < 0.5 s. Writes
+the figures to benchmarks/results/<database>.json.
+"""
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CUSTOMERS = 100_000
+CONVERSATIONS = 200_000
+INTERACTIONS = 1_000_000
+SURVEYS = 50_000
+DAYS = 365
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--server", default=os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432"))
+    parser.add_argument("--database", default="crm_bench_metrics")
+    parser.add_argument("--refill", action="store_true", help="Drop and refill the database.")
+    parser.add_argument("--rounds", type=int, default=5, help="Incremental rounds.")
+    parser.add_argument("--profile", action="store_true", help="cProfile one incremental round and 10 full batches.")
+    parser.add_argument("--seed", type=int, default=7)
+    return parser.parse_args()
+
+
+FILL = """
+SELECT setseed(0.17);
+DELETE FROM metrics_surveyresponse;
+DELETE FROM interactions_interaction;
+DELETE FROM interactions_conversation;
+DELETE FROM customers_identity;
+DELETE FROM customers_customer_segments;
+DELETE FROM customers_customer;
+DELETE FROM customers_segment;
+
+INSERT INTO customers_segment (id, slug, name) VALUES (1, 'vip', 'VIP'), (2, 'b2b', 'B2B'), (3, 'trial', 'Trial');
+
+INSERT INTO customers_customer (id, name, attributes, created_at, updated_at)
+SELECT g, 'Bench customer ' || g, '{}'::jsonb, now() - interval '400 days', now()
+FROM generate_series(1, %(customers)s) g;
+
+INSERT INTO customers_customer_segments (customer_id, segment_id)
+SELECT g, 1 + g %% 3 FROM generate_series(1, %(customers)s) g WHERE g %% 4 <> 0;
+
+INSERT INTO customers_identity (id, kind, value, created_at, customer_id)
+SELECT g, 'email', 'customer' || g || '@bench.example.com', now(), g FROM generate_series(1, %(customers)s) g;
+
+-- Two conversations per customer: conversation 2c-1 and 2c of customer c.
+INSERT INTO interactions_conversation (id, status, subject, channels, opened_at, last_activity_at, first_inbound_at,
+    first_response_at, resolved_at, reopen_count, created_at, updated_at, customer_id)
+SELECT g, CASE WHEN g %% 5 = 0 THEN 'open' ELSE 'resolved' END, 'Bench conversation',
+    (ARRAY['["chat"]','["email"]','["phone"]','["chat","email"]'])[1 + g %% 4]::jsonb,
+    o, o + interval '2 hours', o, o + interval '5 minutes',
+    CASE WHEN g %% 5 = 0 THEN NULL ELSE o + (random() * interval '3 days') END, (g %% 7 = 0)::int,
+    o, now(), (g + 1) / 2
+FROM (SELECT g, now() - (random() * interval '%(days)s days') AS o FROM generate_series(1, %(conversations)s) g) s;
+
+-- Interactions: customers drawn from a power law (some with hundreds, most with a few).
+INSERT INTO interactions_interaction (id, channel, kind, direction, author_type, author_name, occurred_at,
+    subject, body, sentiment, intent, incident_at, source, external_id, data, created_at, agent_id,
+    conversation_id, customer_id, identity_id)
+SELECT g,
+    (ARRAY['chat','email','phone','sms','whatsapp','facebook','chat','web','email','chat'])[1 + g %% 10],
+    CASE WHEN g %% 20 = 0 THEN 'survey' WHEN g %% 10 = 2 THEN 'call' WHEN g %% 10 = 7 THEN 'visit'
+         WHEN g %% 10 = 5 THEN 'reaction' ELSE 'message' END,
+    CASE WHEN g %% 20 = 0 THEN 'inbound' WHEN g %% 3 = 0 THEN 'outbound' WHEN g %% 31 = 1 THEN 'internal'
+         ELSE 'inbound' END,
+    CASE WHEN g %% 20 = 0 THEN 'customer' WHEN g %% 3 = 0 THEN (CASE WHEN g %% 2 = 0 THEN 'bot' ELSE 'agent' END)
+         WHEN g %% 31 = 1 THEN 'agent' ELSE 'customer' END,
+    '', at, '',
+    'Bench message ' || g,
+    CASE WHEN g %% 20 <> 0 AND g %% 3 <> 0 THEN round((random() * 2 - 1)::numeric, 2)::float END,
+    CASE WHEN g %% 47 = 0 THEN 'complaint' ELSE '' END,
+    CASE WHEN g %% 23 = 0 THEN at - (random() * interval '5 days') END,
+    'bench', 'bench-' || g,
+    CASE WHEN g %% 20 = 0 THEN jsonb_build_object('survey', jsonb_build_object(
+            'kind', (ARRAY['nps','csat','ces','tws'])[1 + (g / 20) %% 4],
+            'score', CASE (g / 20) %% 4 WHEN 0 THEN floor(random() * 11) WHEN 2 THEN 1 + floor(random() * 7)
+                     ELSE 1 + floor(random() * 5) END,
+            'respondent', 'customer'))
+         WHEN g %% 10 = 2 THEN jsonb_build_object('duration_seconds', floor(random() * 900))
+         ELSE '{}'::jsonb END,
+    now(), NULL,
+    CASE WHEN g %% 20 <> 0 AND g %% 10 NOT IN (5, 7) THEN 2 * c - (g %% 2) END,
+    c, NULL
+FROM (
+    SELECT g, 1 + floor(%(customers)s * power(random(), 2))::bigint AS c,
+           now() - (random() * interval '%(days)s days') AS at
+    FROM generate_series(1, %(interactions)s) g
+) s;
+
+INSERT INTO metrics_surveyresponse (kind, score, question, question_version, comment, channel, customer_id,
+    conversation_id, interaction_id, respondent, agent_id, answered_at, source, external_id, created_at)
+SELECT data->'survey'->>'kind', (data->'survey'->>'score')::int, 'Bench question', 'v1', '', channel, customer_id,
+    NULL, id, 'customer', NULL, occurred_at, 'bench', 'bench-' || id, now()
+FROM interactions_interaction WHERE kind = 'survey';
+
+SELECT setval(pg_get_serial_sequence('customers_customer', 'id'), %(customers)s);
+SELECT setval(pg_get_serial_sequence('customers_identity', 'id'), %(customers)s);
+SELECT setval(pg_get_serial_sequence('customers_segment', 'id'), 3);
+SELECT setval(pg_get_serial_sequence('interactions_conversation', 'id'), %(conversations)s);
+SELECT setval(pg_get_serial_sequence('interactions_interaction', 'id'), %(interactions)s);
+"""
+
+
+def database_prepare(args):
+    url = f"{args.server}/{args.database}"
+    with psycopg.connect(f"{args.server}/postgres", autocommit=True) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.database]).fetchone()
+        if exists and args.refill:
+            admin.execute(f'DROP DATABASE "{args.database}" WITH (FORCE)')
+            exists = None
+        if not exists:
+            admin.execute(f'CREATE DATABASE "{args.database}"')
+    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "1"}
+    env.pop("REDIS_URL", None)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    with psycopg.connect(url, autocommit=True) as conn:
+        filled = conn.execute("SELECT count(*) FROM interactions_interaction WHERE source = 'bench'").fetchone()[0]
+        if filled >= INTERACTIONS:
+            print(f"{args.database}: already filled ({filled:,} interactions)")
+            return url
+        started = time.perf_counter()
+        params = {"customers": CUSTOMERS, "conversations": CONVERSATIONS, "interactions": INTERACTIONS,
+                  "days": DAYS}
+        with conn.transaction():
+            for statement in FILL.split(";\n"):
+                if statement.strip():
+                    conn.execute(statement, params)
+        conn.execute("VACUUM ANALYZE")
+        print(f"{args.database}: filled in {time.perf_counter() - started:.0f}s")
+    return url
+
+
+BARE_PASS = """
+SELECT id, customer_id, conversation_id, channel, kind, direction, author_type, occurred_at, sentiment, intent,
+       incident_at
+FROM interactions_interaction
+ORDER BY customer_id, occurred_at, id
+"""
+
+
+def bare_pass(url):
+    """Seconds to read every interaction's metric columns, in (customer, time) order, streamed."""
+    with psycopg.connect(url) as conn:
+        started = time.perf_counter()
+        rows = 0
+        with conn.cursor(name="bare_pass") as cursor:
+            cursor.itersize = 10_000
+            cursor.execute(BARE_PASS)
+            for _row in cursor:
+                rows += 1
+        return time.perf_counter() - started, rows
+
+
+def django_setup(url):
+    os.environ.update({
+        "DATABASE_URL": url,
+        "DEBUG": "false",
+        "SECRET_KEY": "benchmark-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
+        "ALLOWED_HOSTS": "testserver",
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "crm.settings",
+    })
+    os.environ.pop("REDIS_URL", None)  # tasks stay out of it: the services are timed directly
+    import django
+
+    django.setup()
+
+
+def rss_mb():
+    """Current resident set size in MB (Linux /proc), falling back to the peak."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def full_recompute():
+    from metrics import services
+
+    samples = []
+
+    def progress(_count):
+        samples.append(rss_mb())
+
+    started = time.perf_counter()
+    done = services.all_recompute(progress=progress)
+    return time.perf_counter() - started, done, samples
+
+
+def incremental(rng, rounds):
+    from customers.models import Customer
+    from metrics import services
+
+    ids = list(Customer.objects.values_list("pk", flat=True))
+    timings = []
+    for _ in range(rounds):
+        chosen = rng.sample(ids, 1000)
+        services.customers_mark_dirty(customer_ids=chosen)
+        started = time.perf_counter()
+        done = services.dirty_customers_recompute()
+        timings.append(time.perf_counter() - started)
+        assert done == 1000, done
+    return timings
+
+
+def main():
+    args = parse_args()
+    rng = random.Random(args.seed)
+    url = database_prepare(args)
+    django_setup(url)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE metrics_journey, metrics_conversationmetrics, metrics_activityspan, "
+                       "metrics_customersnapshot, metrics_metricrollup, metrics_dirtycustomer, metrics_dirtyday, "
+                       "metrics_textanalysis")
+        cursor.execute("SELECT count(*), count(DISTINCT customer_id) FROM interactions_interaction")
+        interactions, customers = cursor.fetchone()
+    print(f"{interactions:,} interactions over {customers:,} customers with any")
+
+    bare = [bare_pass(url) for _ in range(2)]
+    bare_seconds = min(seconds for seconds, _ in bare)
+    print(f"bare SQL pass: {bare_seconds:.2f} s ({bare[0][1]:,} rows)  [runs: {', '.join(f'{s:.2f}' for s, _ in bare)}]")
+
+    first_seconds, done, samples_first = full_recompute()
+    print(f"full recompute (from empty): {first_seconds:.2f} s for {done:,} customers "
+          f"= {first_seconds / bare_seconds:.2f}x bare")
+    second_seconds, _, samples = full_recompute()
+    print(f"full recompute (nightly, rows exist): {second_seconds:.2f} s = {second_seconds / bare_seconds:.2f}x bare")
+    tenth = samples[min(9, len(samples) - 1)]
+    print(f"RSS after batch 10: {tenth:.0f} MB, after the last ({len(samples)}): {samples[-1]:.0f} MB, "
+          f"max {max(samples):.0f} MB")
+
+    with connection.cursor() as cursor:
+        counts = {}
+        for table in ("metrics_journey", "metrics_conversationmetrics", "metrics_activityspan",
+                      "metrics_customersnapshot", "metrics_metricrollup"):
+            cursor.execute(f"SELECT count(*) FROM {table}")
+            counts[table] = cursor.fetchone()[0]
+    print("rows: " + ", ".join(f"{name.split('_', 1)[1]} {n:,}" for name, n in counts.items()))
+
+    timings = incremental(rng, args.rounds)
+    median = statistics.median(timings)
+    print(f"incremental, 1,000 dirty customers: median {median * 1000:.0f} ms "
+          f"[{', '.join(f'{t * 1000:.0f}' for t in timings)} ms]")
+
+    if args.profile:
+        from customers.models import Customer
+        from metrics import services
+
+        ids = rng.sample(list(Customer.objects.values_list("pk", flat=True)), 1000)
+        services.customers_mark_dirty(customer_ids=ids)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        services.dirty_customers_recompute()
+        profiler.disable()
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
+        print(out.getvalue())
+
+    results = {
+        "interactions": interactions, "customers": customers, "bare_pass_seconds": bare_seconds,
+        "full_first_seconds": first_seconds, "full_nightly_seconds": second_seconds,
+        "full_first_ratio": first_seconds / bare_seconds, "full_nightly_ratio": second_seconds / bare_seconds,
+        "rss_mb_batch10": tenth, "rss_mb_last": samples[-1], "rss_mb_max": max(samples + samples_first),
+        "incremental_1000_seconds": timings, "incremental_1000_median": median, "rows": counts,
+    }
+    out_dir = ROOT / "benchmarks" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{args.database}.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -312,3 +312,12 @@ def test_replay_answers_without_running_the_view(api):
         again = post(api, reverse("interaction-create"), item(), "k-view")
 
     assert again.status_code == 201 and again["Idempotent-Replayed"] == "true"
+
+
+def test_a_body_over_the_limit_is_413_and_stores_nothing(api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 200
+
+    response = post(api, reverse("interaction-create"), item(body="x" * 500), "big")
+
+    assert response.status_code == 413 and response.json()["code"] == "body_too_large"
+    assert not IdempotencyKey.objects.exists() and not Interaction.objects.exists()

@@ -59,7 +59,7 @@ class JourneyAdmin(ReadOnlyAdmin):
 
 @admin.register(CustomerSnapshot)
 class CustomerSnapshotAdmin(ReadOnlyAdmin):
-    list_display = ["customer", "unhappy_since", "journeys", "median_tth_seconds", "visits", "days_since_last_visit",
+    list_display = ["customer", "unhappy_since", "journeys", "median_tth_seconds", "visits", "last_visit_at",
                     "at_risk", "churned", "latest_nps", "csat_mean", "computed_at"]
     list_filter = ["at_risk", "churned", ("unhappy_since", admin.EmptyFieldListFilter)]
     raw_id_fields = ["customer"]

@@ -244,7 +244,6 @@ class CustomerSnapshot(models.Model):
     last_visit_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     usual_gap_days = models.FloatField(null=True, blank=True)
-    days_since_last_visit = models.IntegerField(null=True, blank=True)
     churned = models.BooleanField(default=False)
     at_risk = models.BooleanField(default=False)
     latest_nps = models.SmallIntegerField(null=True, blank=True)

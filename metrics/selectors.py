@@ -28,8 +28,13 @@ def customer_snapshots_get(*, customer_ids) -> dict:
     `open_journey_interaction_id`; customers never computed are absent.
     """
     found = {}
+    now = timezone.now()
     for snapshot in CustomerSnapshot.objects.filter(customer_id__in=list(customer_ids)):
-        values = {name: getattr(snapshot, name) for name in SNAPSHOT_OUT}
+        values = {name: getattr(snapshot, name) for name in SNAPSHOT_OUT if name != "days_since_last_visit"}
+        # Read-time, not stored: it moves every day while nothing else does.
+        values["days_since_last_visit"] = (
+            int((now - snapshot.last_visit_at).total_seconds() // 86400) if snapshot.last_visit_at else None
+        )
         values["unhappy_now"] = snapshot.unhappy_since is not None
         values["open_journey_interaction_id"] = snapshot.open_journey_interaction_id
         found[snapshot.customer_id] = values

@@ -23,7 +23,7 @@ from django.utils import timezone
 from crm.locks import advisory_lock
 from integrations.services import events_emit
 from interactions.models import Conversation, Interaction
-from metrics import compute
+from metrics import compute, storage
 from metrics.analysers import analyser_get, intent_match
 from metrics.models import (
     ActivitySpan,
@@ -122,13 +122,6 @@ def interaction_rows_queryset(*, customer_ids, rules_exist):
     return rows
 
 
-def _conversation_rows(customer_ids):
-    """[(id, customer_id, opened_at, resolved_at, reopen_count, channels)] of these customers, by customer."""
-    return Conversation.objects.filter(customer_id__in=customer_ids).order_by("customer_id", "opened_at", "id").values_list(
-        "id", "customer_id", "opened_at", "resolved_at", "reopen_count", "channels"
-    )
-
-
 def _rules():
     return [(rule.intent, rule.keyword_list) for rule in IntentRule.objects.filter(is_active=True)]
 
@@ -142,7 +135,7 @@ def _analyse(rows, rules):
     wanted = [row[compute.I_ID] for row in rows if row[compute.I_NEEDS_SCORING]]
     if not wanted:
         return rows
-    bodies = dict(Interaction.objects.filter(pk__in=wanted).values_list("pk", "body"))
+    texts = storage.bodies(wanted)
     analyser = analyser_get()
     analyser_name = settings.SENTIMENT_ANALYZER
     results = {}
@@ -150,7 +143,7 @@ def _analyse(rows, rules):
     for row in rows:
         if not row[compute.I_NEEDS_SCORING]:
             continue
-        text = bodies.get(row[compute.I_ID], "")
+        text = texts.get(row[compute.I_ID], "")
         sentiment, language = row[compute.I_SENTIMENT], ""
         if sentiment is None:
             analysis = analyser.analyse(text)
@@ -181,15 +174,20 @@ def _analyse(rows, rules):
 
 
 def _histories(customer_ids, rules):
-    """{customer_id: (rows, conversations)} for these customers (two queries, plus the analyser's)."""
+    """{customer_id: (rows, conversations)} for these customers: two queries (plus the analyser's)."""
     by_customer = {pk: ([], []) for pk in customer_ids}
-    for row in interaction_rows_queryset(customer_ids=customer_ids, rules_exist=bool(rules)):
+    needs = set()
+    for row in storage.interaction_rows(customer_ids, bool(rules)):
         by_customer[row[compute.I_CUSTOMER]][0].append(row)
-    for conversation_id, customer_id, opened_at, resolved_at, reopen_count, channels in _conversation_rows(customer_ids):
-        by_customer[customer_id][1].append((conversation_id, opened_at, resolved_at, reopen_count, channels or []))
-    for pk, (rows, conversations) in by_customer.items():
-        if any(row[compute.I_NEEDS_SCORING] for row in rows):
-            by_customer[pk] = (_analyse(rows, rules), conversations)
+        if row[compute.I_NEEDS_SCORING]:
+            needs.add(row[compute.I_CUSTOMER])
+    for conversation_id, customer_id, opened_at, resolved_at, reopen_count, channel in storage.conversation_rows(
+            customer_ids):
+        by_customer[customer_id][1].append(
+            (conversation_id, opened_at, resolved_at, reopen_count, [channel] if channel else []))
+    for pk in needs:
+        rows, conversations = by_customer[pk]
+        by_customer[pk] = (_analyse(rows, rules), conversations)
     return by_customer
 
 
@@ -200,13 +198,16 @@ JOURNEY_FIELDS = (
     "closing_interaction_id", "closing_signal", "channel", "channels", "customer_interactions", "channel_switches",
     "call_chat_minutes", "misery_signals", "tth_seconds", "time_before_contact_seconds", "time_in_hands_seconds",
 )
+J = {name: index for index, name in enumerate(JOURNEY_FIELDS)}
 CONVERSATION_FIELDS = (
     "customer_id", "channel", "opened_at", "first_inbound_at", "first_response_at", "first_response_seconds",
     "resolved_at", "resolution_seconds", "reopen_count", "handler", "handoff_seconds", "came_back", "days_to_return",
 )
+C = {name: index for index, name in enumerate(CONVERSATION_FIELDS)}
 SPAN_FIELDS = ("first_at", "last_at", "churn_at")
+# Everything but computed_at: a snapshot whose values did not change only gets its time stamped.
 SNAPSHOT_FIELDS = tuple(
-    f.attname for f in CustomerSnapshot._meta.concrete_fields if f.attname not in ("customer_id",)
+    f.attname for f in CustomerSnapshot._meta.concrete_fields if f.attname not in ("customer_id", "computed_at")
 )
 
 
@@ -215,18 +216,21 @@ def _day(value):
     return value.astimezone(dt_timezone.utc).date() if value is not None else None
 
 
-def _journey_days(values):
-    return (_day(values["closed_at"]), _day(values["first_contact_at"]))
+def _journey_days(row):
+    return (_day(row[J["closed_at"]]), _day(row[J["first_contact_at"]]))
 
 
-def _conversation_days(values):
-    return (_day(values["opened_at"]), _day(values["resolved_at"]), _day(values["first_response_at"]))
+def _conversation_days(row):
+    return (_day(row[C["opened_at"]]), _day(row[C["resolved_at"]]), _day(row[C["first_response_at"]]))
 
 
-def _existing(model, customer_ids, fields, key="customer_id"):
+def _grouped(rows):
+    """[(customer_id, *fields)] -> {customer_id: sorted [fields tuple]}."""
     found = defaultdict(list)
-    for values in model.objects.filter(**{f"{key}__in": customer_ids}).order_by().values(key, *fields):
-        found[values[key]].append(values)
+    for row in rows:
+        found[row[0]].append(tuple(row[1:]))
+    for values in found.values():
+        values.sort(key=lambda v: (v[0], v[1:2]))
     return found
 
 
@@ -236,96 +240,92 @@ def _write(results, now, events):
     days = set()
 
     # Journeys: a customer's list is replaced whole when any journey differs (seq numbers shift).
-    old_journeys = _existing(Journey, ids, JOURNEY_FIELDS)
+    old_journeys = _grouped(storage.rows_of(Journey, JOURNEY_FIELDS, "customer_id", ids))
     max_age = timedelta(hours=settings.METRICS_EVENT_MAX_AGE_HOURS)
     replace, inserts = [], []
     for result in results:
-        new = [{name: getattr(j, name) for name in JOURNEY_FIELDS} for j in result.journeys]
-        old = sorted(old_journeys.get(result.customer_id, []), key=lambda v: v["seq"])
-        old = [{name: v[name] for name in JOURNEY_FIELDS} for v in old]
+        new = [tuple(getattr(j, name) for name in JOURNEY_FIELDS) for j in result.journeys]
+        old = old_journeys.get(result.customer_id, [])
         if new == old:
             continue
         replace.append(result.customer_id)
-        for values in old:
-            days.update(_journey_days(values))
-        before = {v["opening_interaction_id"]: v for v in old}
-        for values in new:
-            days.update(_journey_days(values))
-            inserts.append(Journey(customer_id=result.customer_id, **values))
-            previous = before.get(values["opening_interaction_id"])
-            payload = {"customer_id": result.customer_id, **_journey_payload(values)}
-            if previous is None and values["opened_at"] >= now - max_age:
+        for row in old:
+            days.update(_journey_days(row))
+        before = {row[J["opening_interaction_id"]]: row for row in old}
+        for row in new:
+            days.update(_journey_days(row))
+            inserts.append((result.customer_id, *row))
+            previous = before.get(row[J["opening_interaction_id"]])
+            payload = {"customer_id": result.customer_id, **_journey_payload(row)}
+            if previous is None and row[J["opened_at"]] >= now - max_age:
                 events.append(("journey.opened", payload))
-            if values["closed_at"] is not None and (previous is None or previous["closed_at"] is None) \
-                    and values["closed_at"] >= now - max_age:
+            closed_at = row[J["closed_at"]]
+            if closed_at is not None and (previous is None or previous[J["closed_at"]] is None) \
+                    and closed_at >= now - max_age:
                 events.append(("journey.closed", payload))
     if replace:
         Journey.objects.filter(customer_id__in=replace).delete()
-        Journey.objects.bulk_create(inserts)
+        storage.insert(Journey, ("customer_id", *JOURNEY_FIELDS), inserts)
 
     # Conversation clocks: keyed by conversation; a conversation that moved to another customer is theirs now.
     old_conversations = {
-        values["conversation_id"]: values
-        for values in ConversationMetrics.objects.filter(customer_id__in=ids).values("conversation_id", *CONVERSATION_FIELDS)
+        row[0]: tuple(row[1:]) for row in storage.rows_of(ConversationMetrics, CONVERSATION_FIELDS, "customer_id", ids)
     }
     upserts, keep = [], set()
     for result in results:
-        for row in result.conversations:
-            values = {name: getattr(row, name) for name in CONVERSATION_FIELDS if name != "customer_id"}
-            values["customer_id"] = result.customer_id
-            keep.add(row.conversation_id)
-            old = old_conversations.get(row.conversation_id)
-            if old is not None and all(old[name] == values[name] for name in CONVERSATION_FIELDS):
+        for clocks in result.conversations:
+            row = tuple(result.customer_id if name == "customer_id" else getattr(clocks, name)
+                        for name in CONVERSATION_FIELDS)
+            keep.add(clocks.conversation_id)
+            old = old_conversations.get(clocks.conversation_id)
+            if old == row:
                 continue
             if old is not None:
                 days.update(_conversation_days(old))
-            days.update(_conversation_days(values))
-            upserts.append(ConversationMetrics(conversation_id=row.conversation_id, **values))
+            days.update(_conversation_days(row))
+            upserts.append((clocks.conversation_id, *row))
     gone = [pk for pk in old_conversations if pk not in keep]
     if gone:
         for pk in gone:
             days.update(_conversation_days(old_conversations[pk]))
         ConversationMetrics.objects.filter(conversation_id__in=gone, customer_id__in=ids).delete()
-    if upserts:
-        ConversationMetrics.objects.bulk_create(
-            upserts, update_conflicts=True, unique_fields=["conversation_id"],
-            update_fields=list(CONVERSATION_FIELDS),
-        )
+    storage.upsert(ConversationMetrics, "conversation_id", CONVERSATION_FIELDS, upserts)
 
     # Activity spans (churn): replaced per customer when they differ.
-    old_spans = _existing(ActivitySpan, ids, SPAN_FIELDS)
+    old_spans = _grouped(storage.rows_of(ActivitySpan, SPAN_FIELDS, "customer_id", ids))
     replace, inserts = [], []
     for result in results:
-        new = [dict(zip(SPAN_FIELDS, span)) for span in result.spans]
-        old = sorted(({name: v[name] for name in SPAN_FIELDS} for v in old_spans.get(result.customer_id, [])),
-                     key=lambda v: v["first_at"])
-        if new != old:
+        new = [tuple(span) for span in result.spans]
+        if new != old_spans.get(result.customer_id, []):
             replace.append(result.customer_id)
-            inserts += [ActivitySpan(customer_id=result.customer_id, **values) for values in new]
+            inserts += [(result.customer_id, *span) for span in new]
     if replace:
         ActivitySpan.objects.filter(customer_id__in=replace).delete()
-        ActivitySpan.objects.bulk_create(inserts)
+        storage.insert(ActivitySpan, ("customer_id", *SPAN_FIELDS), inserts)
 
-    # Snapshots: one row each, always rewritten (computed_at moves on).
-    was_at_risk = set(CustomerSnapshot.objects.filter(customer_id__in=ids, at_risk=True).values_list("customer_id", flat=True))
-    snapshots = []
+    # Snapshots: rewritten when a value changed; the others only get computed_at moved on.
+    old_snapshots = {row[0]: tuple(row[1:]) for row in storage.rows_of(CustomerSnapshot, SNAPSHOT_FIELDS, "customer_id", ids)}
+    at_risk = SNAPSHOT_FIELDS.index("at_risk")
+    changed, unchanged = [], []
     for result in results:
-        snapshots.append(CustomerSnapshot(customer_id=result.customer_id, **result.snapshot))
-        if result.snapshot["at_risk"] and result.customer_id not in was_at_risk:
+        row = tuple(result.snapshot[name] for name in SNAPSHOT_FIELDS)
+        old = old_snapshots.get(result.customer_id)
+        if old == row:
+            unchanged.append(result.customer_id)
+            continue
+        changed.append((result.customer_id, *row, now))
+        if row[at_risk] and not (old is not None and old[at_risk]):
             events.append(("customer.at_risk", _snapshot_payload(result.customer_id, result.snapshot)))
-    CustomerSnapshot.objects.bulk_create(
-        snapshots, update_conflicts=True, unique_fields=["customer_id"], update_fields=list(SNAPSHOT_FIELDS)
-    )
+    storage.upsert(CustomerSnapshot, "customer_id", (*SNAPSHOT_FIELDS, "computed_at"), changed)
+    if unchanged:
+        CustomerSnapshot.objects.filter(customer_id__in=unchanged).update(computed_at=now)
     return days
 
 
-def _journey_payload(values):
-    return {
-        "seq": values["seq"], "started_at": values["started_at"], "opened_at": values["opened_at"],
-        "opening_signal": values["opening_signal"], "first_contact_at": values["first_contact_at"],
-        "closed_at": values["closed_at"], "closing_signal": values["closing_signal"], "channel": values["channel"],
-        "tth_seconds": values["tth_seconds"],
-    }
+def _journey_payload(row):
+    return {name: row[J[name]] for name in (
+        "seq", "started_at", "opened_at", "opening_signal", "first_contact_at", "closed_at", "closing_signal",
+        "channel", "tth_seconds")}
 
 
 def _snapshot_payload(customer_id, snapshot):
@@ -365,11 +365,11 @@ def customers_recompute(*, customer_ids, now=None) -> int:
     days = set()
     if gone:
         # Merged away (or deleted): their rows belong to the survivor's recompute now.
-        for values in Journey.objects.filter(customer_id__in=gone).values("closed_at", "first_contact_at"):
-            days.update(_journey_days(values))
-        for values in ConversationMetrics.objects.filter(customer_id__in=gone).values(
+        for values in Journey.objects.filter(customer_id__in=gone).values_list("closed_at", "first_contact_at"):
+            days.update(_day(value) for value in values)
+        for values in ConversationMetrics.objects.filter(customer_id__in=gone).values_list(
                 "opened_at", "resolved_at", "first_response_at"):
-            days.update(_conversation_days(values))
+            days.update(_day(value) for value in values)
         Journey.objects.filter(customer_id__in=gone).delete()
         ActivitySpan.objects.filter(customer_id__in=gone).delete()
         ConversationMetrics.objects.filter(customer_id__in=gone).delete()

@@ -111,12 +111,15 @@ def _snapshot_rows(snapshot):
         value = snapshot[key]
         if key.endswith("_seconds"):
             value = _duration(value)
+        elif isinstance(value, bool):
+            value = _("yes") if value else _("no")
         rows.append({"key": key, "label": label, "value": "—" if value is None else value})
     return rows
 
 
 def agent_page_view(request, pk):
     from standards import selectors as standards_selectors
+    from standards.models import TIME_METRICS
     from standards.services import conversation_standing
 
     _require_view(request)
@@ -142,10 +145,19 @@ def agent_page_view(request, pk):
             entry["elapsed"] = _duration(entry["elapsed_seconds"])
             entry["late"] = _duration(entry["late_seconds"])
             entry["remaining"] = _duration(entry["remaining_seconds"])
-            entry["target_text"] = _duration(entry["target"]) if entry["metric"].endswith("_time") else entry["target"]
+            entry["target_text"] = _duration(entry["target"]) if entry["metric"] in TIME_METRICS else entry["target"]
         standard_ids = [entry["standard_id"] for entry in standing]
     else:
-        standard_ids = [s.pk for s in standards_selectors.standards_applicable(channel="", segment_slugs=segment_slugs)]
+        # No conversation open: the standards that cover this customer on any channel, unjudged.
+        applicable = standards_selectors.standards_applicable(channel=None, segment_slugs=segment_slugs)
+        standing = [
+            {"standard_id": s.pk, "title": s.current_version.content["title"], "status": "not_started",
+             "metric": s.current_version.content["metric"], "target": float(s.current_version.content["target"])}
+            for s in applicable
+        ]
+        for entry in standing:
+            entry["target_text"] = _duration(entry["target"]) if entry["metric"] in TIME_METRICS else entry["target"]
+        standard_ids = [entry["standard_id"] for entry in standing]
     agent_name = request.user.get_full_name() or request.user.get_username()
     for response in standards_selectors.canned_responses_suggest(standard_ids=standard_ids, channel=channel):
         suggestions.append({

@@ -269,8 +269,9 @@ def version_at(versions, at):
 
 
 def version_applies(version, *, channel, segment_slugs) -> bool:
+    """Whether a version covers this channel (None: any channel) and these segments."""
     content = version.content
-    if content.get("channels") and channel not in content["channels"]:
+    if channel is not None and content.get("channels") and channel not in content["channels"]:
         return False
     if content.get("segments") and not set(content["segments"]) & set(segment_slugs):
         return False

@@ -107,3 +107,16 @@ def test_agent_page_is_right_to_left_in_persian_and_arabic(client, agent, lisa, 
     page = client.get(reverse("admin:customers_customer_agent", args=[customer.pk]),
                       HTTP_ACCEPT_LANGUAGE=language).content.decode()
     assert f'lang="{language}" dir="rtl"' in page
+
+
+def test_without_an_open_conversation_the_page_lists_the_standards_that_cover_the_customer(client, agent, lisa):
+    customer, conversation = lisa
+    conversation.status = "resolved"
+    conversation.resolved_at = timezone.now()
+    conversation.save()
+    client.force_login(agent)
+    response = client.get(reverse("admin:customers_customer_agent", args=[customer.pk]))
+    assert [(s["title"], s["status"], s["target_text"]) for s in response.context["standing"]] == [
+        ("Chat reply in 10 minutes", "not_started", "10m 0s")]
+    # no conversation, no channel: the default wording rather than the chat variant
+    assert "Dear Lisa Müller, agent1 here about" in response.content.decode()

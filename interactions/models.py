@@ -128,3 +128,49 @@ class Interaction(models.Model):
 
     def __str__(self):
         return f"{self.channel} {self.kind} {self.direction} #{self.pk}"
+
+
+class InboundEvent(models.Model):
+    """One provider webhook request, stored raw before it is acknowledged, then processed into interactions."""
+
+    class Provider(models.TextChoices):
+        EMAIL = "email"
+        MAILGUN = "mailgun"
+        SENDGRID = "sendgrid"
+        TWILIO_VOICE = "twilio_voice"
+        TWILIO_MESSAGING = "twilio_messaging"
+        META = "meta"
+        CHAT = "chat"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PROCESSED = "processed"
+        FAILED = "failed"
+
+    provider = models.CharField(max_length=32, choices=Provider.choices)
+    # sha256 of the body: a provider's retry of the same request is the same row.
+    body_sha256 = models.CharField(max_length=64)
+    content_type = models.CharField(max_length=255, blank=True)
+    headers = models.JSONField(default=dict, blank=True, help_text="The request headers verification needs.")
+    body = models.BinaryField(null=True, blank=True, help_text="The raw body; emptied after the retention period.")
+    body_size = models.PositiveIntegerField(default=0)
+    received_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    result = models.JSONField(default=dict, blank=True, help_text="Counts of created, duplicate and updated interactions; skipped parts.")
+    processed_at = models.DateTimeField(null=True, blank=True)
+    purged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "body_sha256"], name="inbound_event_provider_body_uniq"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "received_at"], name="inbound_event_status_idx"),
+            models.Index(fields=["provider", "-received_at"], name="inbound_event_provider_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.provider} #{self.pk} ({self.status})"

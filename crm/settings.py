@@ -314,11 +314,14 @@ METRICS_BATCH_SIZE = env_int("METRICS_BATCH_SIZE", 1000)
 # journey.* events are only sent for journeys that opened/closed this recently (a first full recompute
 # of old history does not flood integrations).
 METRICS_EVENT_MAX_AGE_HOURS = env_int("METRICS_EVENT_MAX_AGE_HOURS", 48)
+# Beat: seconds between dirty-customer recomputes (also sizes the window in which conversation
+# status changes are noticed: 3 intervals, at least 10 minutes).
+METRICS_DIRTY_INTERVAL_SECONDS = env_float("METRICS_DIRTY_INTERVAL_SECONDS", 60.0)
 from celery.schedules import crontab  # noqa: E402
 
 CELERY_BEAT_SCHEDULE["metrics-dirty-customers"] = {
     "task": "metrics.dirty_customers_recompute",
-    "schedule": env_float("METRICS_DIRTY_INTERVAL_SECONDS", 60.0),
+    "schedule": METRICS_DIRTY_INTERVAL_SECONDS,
 }
 CELERY_BEAT_SCHEDULE["metrics-nightly-full"] = {
     "task": "metrics.all_recompute",

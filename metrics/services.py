@@ -397,6 +397,7 @@ def dirty_customers_recompute(*, batch_size=None, max_batches=None, progress=Non
     SKIP LOCKED, so several workers share the queue without waiting on each other.
     """
     batch_size = batch_size or settings.METRICS_BATCH_SIZE
+    conversations_changed_mark()
     done = 0
     batches = 0
     while max_batches is None or batches < max_batches:
@@ -415,6 +416,32 @@ def dirty_customers_recompute(*, batch_size=None, max_batches=None, progress=Non
     if done:
         rollups_rebuild_dirty()
     return done
+
+
+def conversations_changed_mark(*, window=None) -> int:
+    """Mark dirty the customers of conversations resolved or reopened since their clocks were computed.
+
+    Ingestion marks its customers itself; a status change through the
+    conversations API does not pass through ingestion, so the minute task
+    looks at conversations changed within the window (a few beat intervals)
+    and compares them with the stored clocks. Anything older is caught by
+    the nightly full recompute.
+    """
+    window = window or timedelta(seconds=max(600, 3 * settings.METRICS_DIRTY_INTERVAL_SECONDS))
+    recent = list(Conversation.objects.filter(updated_at__gte=timezone.now() - window).values_list(
+        "pk", "customer_id", "resolved_at", "reopen_count"))
+    if not recent:
+        return 0
+    stored = {
+        pk: (customer_id, resolved_at, reopen_count)
+        for pk, customer_id, resolved_at, reopen_count in ConversationMetrics.objects.filter(
+            conversation_id__in=[row[0] for row in recent]).values_list(
+            "conversation_id", "customer_id", "resolved_at", "reopen_count")
+    }
+    stale = {customer_id for pk, customer_id, resolved_at, reopen_count in recent
+             if stored.get(pk) != (customer_id, resolved_at, reopen_count)}
+    customers_mark_dirty(customer_ids=stale)
+    return len(stale)
 
 
 def all_recompute(*, batch_size=None, progress=None, now=None) -> int:

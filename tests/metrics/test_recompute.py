@@ -151,3 +151,62 @@ def test_merge_and_undo_recompute_both_customers():
     assert CustomerSnapshot.objects.get(customer_id=b).visits == 1
     assert not Journey.objects.filter(customer_id=b).exists()
     assert not DirtyCustomer.objects.exists()
+
+
+def test_resolving_a_conversation_through_the_api_path_is_noticed_by_the_minute_task():
+    from interactions.models import Conversation
+    from interactions.services import conversation_update
+
+    row = ingest("res@example.com", when=ago(2), sentiment=-0.5)
+    services.dirty_customers_recompute()
+    assert ConversationMetrics.objects.get(conversation_id=row.conversation_id).resolved_at is None
+
+    # when: an agent resolves it (no ingestion involved), then the minute task runs
+    conversation = conversation_update(conversation=Conversation.objects.get(pk=row.conversation_id),
+                                       fields={"status": "resolved"})
+    assert services.dirty_customers_recompute() == 1
+
+    clocks = ConversationMetrics.objects.get(conversation_id=row.conversation_id)
+    assert clocks.resolved_at == conversation.resolved_at
+    assert clocks.resolution_seconds == (conversation.resolved_at - conversation.opened_at).total_seconds()
+    assert clocks.came_back is None  # its 90 days have not passed
+    assert services.dirty_customers_recompute() == 0  # nothing left to notice
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_recomputes_of_the_same_customers_never_double_journeys():
+    import threading
+
+    from django.db import connection
+
+    ids = []
+    for n in range(5):
+        ingest(f"cc{n}@example.com", when=ago(9), sentiment=-0.9)
+        ingest(f"cc{n}@example.com", when=ago(8), sentiment=0.9)
+        ids.append(ingest(f"cc{n}@example.com", when=ago(3), sentiment=-0.9, incident_at=ago(4)).customer_id)
+    errors = []
+    barrier = threading.Barrier(4)
+
+    def run():
+        try:
+            barrier.wait()
+            for _ in range(3):
+                services.customers_recompute(customer_ids=list(reversed(ids)) if _ % 2 else ids, now=NOW)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert errors == []
+    for customer_id in ids:
+        journeys = list(Journey.objects.filter(customer_id=customer_id).order_by("seq").values_list(
+            "seq", "started_at", "closed_at"))
+        assert journeys == [(1, ago(9), ago(8)), (2, ago(4), None)]
+        assert CustomerSnapshot.objects.get(customer_id=customer_id).unhappy_since == ago(4)

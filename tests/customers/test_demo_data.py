@@ -29,9 +29,10 @@ def test_loads_the_requested_customers_and_interactions(small_demo):
     live = Customer.objects.filter(merged_into__isnull=True)
 
     assert live.count() == 30
-    # at least as many as asked (a story in progress is finished)
-    assert 600 <= Interaction.objects.count() <= 660
-    assert "30 customers" in small_demo and f"{Interaction.objects.count()} interactions" in small_demo
+    stories = Interaction.objects.exclude(kind="survey")
+    # at least as many as asked (a story in progress is finished); survey answers come on top
+    assert 600 <= stories.count() <= 660
+    assert "30 customers" in small_demo and f"{stories.count()} interactions" in small_demo
     # every live customer has a name and a timeline
     assert not live.filter(name="").exists()
     assert not live.filter(interactions__isnull=True).exists()
@@ -136,3 +137,23 @@ def test_bad_sizes_are_refused(db):
         load("--customers", "1")
     with pytest.raises(CommandError):
         load("--batch-size", "1001")
+
+
+def test_surveys_are_answered_and_metrics_computed(small_demo):
+    from metrics.models import SurveyResponse
+    from metrics.selectors import customer_snapshots_get, kpis_compute
+
+    live_ids = list(Customer.objects.filter(merged_into__isnull=True).values_list("pk", flat=True))
+    answers = SurveyResponse.objects.all()
+    today = timezone.now().date()
+
+    assert {(a.kind, a.respondent) for a in answers} >= {
+        ("csat", "customer"), ("nps", "customer"), ("tws", "customer"), ("tws", "agent")
+    }
+    # each answer is on its customer's timeline, at the time it was given
+    assert all(a.interaction.kind == "survey" and a.interaction.occurred_at == a.answered_at for a in answers)
+    assert f"{answers.count()} survey answers" in small_demo
+    # metrics were computed once at the end, for every customer
+    assert set(customer_snapshots_get(customer_ids=live_ids)) == set(live_ids)
+    totals = kpis_compute(start=today - timedelta(days=200), end=today, granularity="month")["totals"]["kpis"]
+    assert totals["csat_share"]["n"] > 0 and totals["tth_p50_seconds"]["n"] > 0

@@ -11,13 +11,16 @@ Does nothing when customers already exist, unless --force.
 
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.test import override_settings
 from django.utils import timezone
 
 from customers.identities import IdentityInvalid, identity_normalize
@@ -173,11 +176,13 @@ class Persona:
 
 @dataclass
 class Demo:
+    now: object = None
     items: list = field(default_factory=list)
     # external ids of items that carry both halves of a split persona
     joins: set = field(default_factory=set)
     persona_of: dict = field(default_factory=dict)  # external_id -> persona number
     resolve: dict = field(default_factory=dict)  # conversation opener external_id -> resolved at
+    agent_of: dict = field(default_factory=dict)  # conversation opener external_id -> the agent's user id
     unhappy_now: set = field(default_factory=set)
 
 
@@ -192,7 +197,7 @@ class Generator:
         self.start = self.now - timedelta(days=HISTORY_DAYS)
         self.agent_ids = agent_ids
         self.sequence = 0
-        self.demo = Demo()
+        self.demo = Demo(now=self.now)
 
     # --- people ---
 
@@ -344,12 +349,15 @@ class Generator:
                            body=body, sentiment=sentiment, intent="complaint" if complaint else "question",
                            subject=subject, incident_at=incident_at, data=call)
         t = at
+        bot_only = False
         if channel in BOT_CHANNELS and rng.random() < 0.6:
             t += timedelta(seconds=rng.randint(2, 20))
             self.item(persona, at=t, channel=channel, kind="message", direction="outbound", author="bot",
                       body=self.text(persona, "bot")[0], name=False)
+            # A question the bot answers alone; complaints go on to a human.
+            bot_only = not complaint and rng.random() < 0.5
         agent = self.agent()
-        if kind != "call":
+        if kind != "call" and not bot_only:
             t += timedelta(minutes=rng.choice([1, 2, 4, 9, 25, 60, 180, 600]))
             self.item(persona, at=t, channel=channel, kind="message", direction="outbound", author="agent",
                       body=self.text(persona, "agent")[0], agent=agent, name=False)
@@ -373,7 +381,8 @@ class Generator:
         if not ends_happy:
             self.demo.unhappy_now.add(persona.number)
             return t
-        t += timedelta(hours=rng.uniform(1, 96))
+        # Happy again within minutes, hours or days.
+        t += timedelta(hours=rng.choice([0.3, 1, 2, 5, 12, 24, 48, 96]) * rng.uniform(0.5, 1.5))
         happy_channel = rng.choice([channel, channel, "email", "chat"])
         if happy_channel not in persona.channels:
             happy_channel = channel
@@ -383,6 +392,8 @@ class Generator:
         resolved_at = t + timedelta(minutes=rng.randint(5, 240))
         if resolved_at < self.now:
             self.demo.resolve[opener.external_id] = resolved_at
+            if not bot_only:
+                self.demo.agent_of[opener.external_id] = agent[0]
         return t
 
     def visit(self, persona, at):
@@ -548,24 +559,54 @@ class Command(BaseCommand):
         merges_before = merge_list().count()
         opener_conversations = {}
         persona_customer = {}
-        for batch in batches(demo, batch_size):
-            for item, result in zip(batch, interactions_ingest(items=batch)):
-                if result.status == "rejected":
-                    raise CommandError(f"demo item {item.external_id} was rejected: {result.errors}")
-                created += result.status == "created"
-                if item.external_id in demo.resolve:
-                    opener_conversations[item.external_id] = result.interaction.conversation_id
-                persona_customer.setdefault(demo.persona_of[item.external_id], result.interaction.customer_id)
+        with metrics_deferred():
+            for batch in batches(demo, batch_size):
+                for item, result in zip(batch, interactions_ingest(items=batch)):
+                    if result.status == "rejected":
+                        raise CommandError(f"demo item {item.external_id} was rejected: {result.errors}")
+                    created += result.status == "created"
+                    if item.external_id in demo.resolve:
+                        opener_conversations[item.external_id] = result.interaction.conversation_id
+                    persona_customer.setdefault(demo.persona_of[item.external_id], result.interaction.customer_id)
 
-        resolved = conversations_resolve(demo, opener_conversations)
-        live = customer_ids_resolve(set(persona_customer.values()))
-        merged = merge_list().count() - merges_before
-        segments_assign(personas, {number: live[pk] for number, pk in persona_customer.items()}, generator.rng)
+            resolved = conversations_resolve(demo, opener_conversations)
+            live = customer_ids_resolve(set(persona_customer.values()))
+            customer_of = {number: live[pk] for number, pk in persona_customer.items()}
+            merged = merge_list().count() - merges_before
+            segments_assign(personas, customer_of, generator.rng)
+            surveys = surveys_answer(demo, resolved, customer_of, generator.rng)
+        from metrics.services import all_recompute
+
+        all_recompute()
         self.stdout.write(
             f"Demo data: {len(personas)} customers ({merged} first seen as two people, then auto-merged), "
-            f"{created} interactions, {resolved} conversations resolved, {len(agents)} agents "
-            f"in {time.monotonic() - started:.1f}s."
+            f"{created} interactions, {len(resolved)} conversations resolved, {surveys} survey answers, "
+            f"{len(agents)} agents in {time.monotonic() - started:.1f}s."
         )
+
+
+@contextmanager
+def metrics_deferred():
+    """In the embedded mode (tasks in-process), recompute metrics once at the end, not after every batch.
+
+    Ingestion marks customers dirty and, with tasks in-process, recomputes them
+    right after each batch commits: replaying half a year in batches would
+    recompute most customers a dozen times. Here the recompute tasks go to the
+    in-memory broker instead (nobody consumes it) and the command runs one full
+    recompute at the end. With a real broker nothing changes.
+    """
+    from crm.celery import app
+
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        yield
+        return
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = False
+    try:
+        with override_settings(CELERY_TASK_ALWAYS_EAGER=False):
+            yield
+    finally:
+        app.conf.task_always_eager = previous
 
 
 def agents_ensure():
@@ -596,15 +637,16 @@ def conversations_resolve(demo, opener_conversations):
         if conversation_id:
             resolved_at[conversation_id] = max(resolved_at.get(conversation_id, demo.resolve[external_id]),
                                                demo.resolve[external_id])
-    count = 0
+    opener_of = {conversation_id: external_id for external_id, conversation_id in opener_conversations.items()}
+    resolved = {}
     for conversation in conversation_list().filter(pk__in=resolved_at, status__in=["open", "pending"]):
         if conversation.last_activity_at > resolved_at[conversation.pk]:
             continue  # the customer wrote again after the happy end: still open
         with transaction.atomic():
             conversation_update(conversation=conversation, fields={"status": "resolved"})
             Conversation.objects.filter(pk=conversation.pk).update(resolved_at=resolved_at[conversation.pk])
-        count += 1
-    return count
+        resolved[conversation.pk] = (opener_of[conversation.pk], resolved_at[conversation.pk])
+    return resolved
 
 
 def segments_assign(personas, customer_of, rng):
@@ -619,3 +661,54 @@ def segments_assign(personas, customer_of, rng):
         cost = round(rng.uniform(0, 500), 2) if rng.random() < 0.6 else None
         customer_update(customer=customer_detail_queryset().get(pk=customer_id), segments=slugs, switching_cost=cost,
                         fields_set={"segments", "switching_cost"})
+
+
+def surveys_answer(demo, resolved, customer_of, rng):
+    """Survey answers after resolved conversations (CSAT, CES, time well spent and the agent's guess) and NPS.
+
+    Through `metrics.services.survey_response_create`, so each answer is also a
+    `survey` interaction on the customer's timeline.
+    """
+    from metrics.services import survey_response_create
+
+    count = 0
+
+    def answer(**fields):
+        nonlocal count
+        count += 1
+        survey_response_create(source=SOURCE, external_id=f"{SOURCE}-survey-{count:05d}", **fields)
+
+    for conversation_id, (opener, resolved_at) in sorted(resolved.items()):
+        customer_id = customer_of[demo.persona_of[opener]]
+        at = resolved_at + timedelta(minutes=rng.randint(10, 600))
+        if at >= demo.now:
+            continue
+        # Mostly happy after a resolution, sometimes not quite.
+        happy = rng.random() < 0.8
+        if rng.random() < 0.3:
+            answer(customer_id=customer_id, kind="csat", score=rng.choice([4, 5, 5]) if happy else rng.choice([1, 2, 3]),
+                   answered_at=at, question="How satisfied are you with our support?", conversation_id=conversation_id)
+        if rng.random() < 0.12:
+            answer(customer_id=customer_id, kind="ces", score=rng.choice([5, 6, 7]) if happy else rng.choice([2, 3, 4]),
+                   answered_at=at, question="How easy was it to get your issue solved?", conversation_id=conversation_id)
+        if rng.random() < 0.15:
+            score = rng.choice([4, 5]) if happy else rng.choice([1, 2, 3])
+            answer(customer_id=customer_id, kind="tws", score=score, answered_at=at,
+                   question="Was your time well spent with us?", conversation_id=conversation_id)
+            agent = demo.agent_of.get(opener)
+            if agent:
+                guess = max(1, min(5, score + rng.choice([-1, 0, 0, 1])))
+                answer(customer_id=customer_id, kind="tws", score=guess, answered_at=at, respondent="agent",
+                       agent_id=agent, conversation_id=conversation_id,
+                       question="Would the customer say their time was well spent?")
+    unhappy = {number for number in demo.unhappy_now}
+    for number, customer_id in sorted(customer_of.items()):
+        if rng.random() < 0.4:
+            at = demo.now - timedelta(days=rng.uniform(1, HISTORY_DAYS * 0.6))
+            if number in unhappy:
+                score = rng.randint(0, 6)
+            else:
+                score = rng.choices(range(11), weights=[1, 1, 1, 1, 2, 2, 3, 6, 8, 12, 10])[0]
+            answer(customer_id=customer_id, kind="nps", score=score, answered_at=at, channel="email",
+                   question="How likely are you to recommend us to a friend?")
+    return count

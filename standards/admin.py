@@ -148,10 +148,21 @@ class StandardAdmin(admin.ModelAdmin):
         # Versions, acknowledgements and evaluations hang off a standard: retire it instead.
         return False
 
-    def changelist_view(self, request, extra_context=None):
-        # The acknowledgement column for every row, in two queries.
-        self._ack_counts = selectors.standards_acknowledgement_counts()
-        return super().changelist_view(request, extra_context)
+    def get_list_display(self, request):
+        # The acknowledgement column for every row from two queries, counted once per request
+        # (a closure, not an attribute: the admin instance is shared by concurrent requests).
+        counted = []
+
+        @admin.display(description=_("acknowledged"))
+        def acknowledged(obj):
+            if obj.status != Standard.Status.ACTIVE:
+                return "—"
+            if not counted:
+                counted.append(selectors.standards_acknowledgement_counts())
+            counts, expected = counted[0]
+            return f"{counts.get(obj.pk, 0)} / {expected}"
+
+        return [acknowledged if name == "acknowledged" else name for name in self.list_display]
 
     @admin.display(description=_("channels"))
     def channel_list(self, obj):
@@ -160,13 +171,6 @@ class StandardAdmin(admin.ModelAdmin):
     @admin.display(description=_("version"))
     def version_number(self, obj):
         return obj.current_version.number if obj.current_version_id else "—"
-
-    @admin.display(description=_("acknowledged"))
-    def acknowledged(self, obj):
-        if obj.status != Standard.Status.ACTIVE:
-            return "—"
-        counts, expected = getattr(self, "_ack_counts", None) or selectors.standards_acknowledgement_counts()
-        return f"{counts.get(obj.pk, 0)} / {expected}"
 
     def save_model(self, request, obj, form, change):
         if not change:

@@ -148,3 +148,22 @@ def test_lead_writes_canned_responses_with_channel_variants(client, lead):
     })
     assert response.status_code == 302, response.content.decode()[:3000]
     assert list(CannedResponse.objects.get().variants.values_list("channel", "body")) == [("sms", "Hi {customer_name}")]
+
+
+def test_standard_changelist_counts_acknowledgements_in_fixed_queries(client, lead, agent, django_assert_max_num_queries):
+    # given
+    for _ in range(5):
+        standard = StandardFactory()
+        services.standard_publish(standard=standard, actor=lead, reason="v1")
+        services.acknowledgement_create(standard=standard, user=agent)
+    _as(client, lead)
+    client.get(reverse("admin:standards_standard_changelist"))
+    # when / then: more standards do not mean more queries
+    with django_assert_max_num_queries(12) as captured:
+        page = client.get(reverse("admin:standards_standard_changelist")).content.decode()
+    assert page.count("1 / 2") == 5
+    before = len(captured)
+    for _ in range(5):
+        services.standard_publish(standard=StandardFactory(), actor=lead, reason="v1")
+    with django_assert_max_num_queries(before):
+        client.get(reverse("admin:standards_standard_changelist"))

@@ -91,7 +91,7 @@ SELECT g, CASE WHEN g %% 5 = 0 THEN 'open' ELSE 'resolved' END, 'Bench conversat
     o, o + interval '2 hours', o, o + interval '5 minutes',
     CASE WHEN g %% 5 = 0 THEN NULL ELSE o + (random() * interval '3 days') END, (g %% 7 = 0)::int,
     o, now(), (g + 1) / 2
-FROM (SELECT g, now() - (random() * interval '%(days)s days') AS o FROM generate_series(1, %(conversations)s) g) s;
+FROM (SELECT g, now() - (random() * make_interval(days => %(days)s)) AS o FROM generate_series(1, %(conversations)s) g) s;
 
 -- Interactions: customers drawn from a power law (some with hundreds, most with a few).
 INSERT INTO interactions_interaction (id, channel, kind, direction, author_type, author_name, occurred_at,
@@ -123,7 +123,7 @@ SELECT g,
     c, NULL
 FROM (
     SELECT g, 1 + floor(%(customers)s * power(random(), 2))::bigint AS c,
-           now() - (random() * interval '%(days)s days') AS at
+           now() - (random() * make_interval(days => %(days)s)) AS at
     FROM generate_series(1, %(interactions)s) g
 ) s;
 

@@ -264,12 +264,13 @@ def _write(results, now, events):
                     and closed_at >= now - max_age:
                 events.append(("journey.closed", payload))
     if replace:
-        Journey.objects.filter(customer_id__in=replace).delete()
+        storage.delete_where(Journey, "customer_id", replace)
         storage.insert(Journey, ("customer_id", *JOURNEY_FIELDS), inserts)
 
     # Conversation clocks: keyed by conversation; a conversation that moved to another customer is theirs now.
     old_conversations = {
-        row[0]: tuple(row[1:]) for row in storage.rows_of(ConversationMetrics, CONVERSATION_FIELDS, "customer_id", ids)
+        row[1]: tuple(row[2:])
+        for row in storage.rows_of(ConversationMetrics, ("conversation_id", *CONVERSATION_FIELDS), "customer_id", ids)
     }
     upserts, keep = [], set()
     for result in results:
@@ -288,7 +289,7 @@ def _write(results, now, events):
     if gone:
         for pk in gone:
             days.update(_conversation_days(old_conversations[pk]))
-        ConversationMetrics.objects.filter(conversation_id__in=gone, customer_id__in=ids).delete()
+        storage.delete_where(ConversationMetrics, "conversation_id", gone)
     storage.upsert(ConversationMetrics, "conversation_id", CONVERSATION_FIELDS, upserts)
 
     # Activity spans (churn): replaced per customer when they differ.
@@ -300,7 +301,7 @@ def _write(results, now, events):
             replace.append(result.customer_id)
             inserts += [(result.customer_id, *span) for span in new]
     if replace:
-        ActivitySpan.objects.filter(customer_id__in=replace).delete()
+        storage.delete_where(ActivitySpan, "customer_id", replace)
         storage.insert(ActivitySpan, ("customer_id", *SPAN_FIELDS), inserts)
 
     # Snapshots: rewritten when a value changed; the others only get computed_at moved on.
@@ -317,8 +318,7 @@ def _write(results, now, events):
         if row[at_risk] and not (old is not None and old[at_risk]):
             events.append(("customer.at_risk", _snapshot_payload(result.customer_id, result.snapshot)))
     storage.upsert(CustomerSnapshot, "customer_id", (*SNAPSHOT_FIELDS, "computed_at"), changed)
-    if unchanged:
-        CustomerSnapshot.objects.filter(customer_id__in=unchanged).update(computed_at=now)
+    storage.update_where(CustomerSnapshot, "customer_id", unchanged, computed_at=now)
     return days
 
 
@@ -338,13 +338,6 @@ def _snapshot_payload(customer_id, snapshot):
 # --- recomputes ----------------------------------------------------------------------------
 
 
-def _live_customer_ids(ids):
-    """The ids among these that are live customers (tombstones have nothing left to measure)."""
-    from customers.models import Customer
-
-    return set(Customer.objects.filter(pk__in=ids, merged_into__isnull=True).values_list("pk", flat=True))
-
-
 @transaction.atomic
 def customers_recompute(*, customer_ids, now=None) -> int:
     """Recompute these customers from their whole history; returns how many were recomputed.
@@ -359,8 +352,8 @@ def customers_recompute(*, customer_ids, now=None) -> int:
         return 0
     now = now or timezone.now()
     advisory_lock([f"metrics:customer:{pk}" for pk in ids])
-    DirtyCustomer.objects.filter(customer_id__in=ids).delete()
-    live = _live_customer_ids(ids)
+    storage.delete_where(DirtyCustomer, "customer_id", ids)
+    live = storage.existing_live_customers(ids)
     gone = [pk for pk in ids if pk not in live]
     days = set()
     if gone:

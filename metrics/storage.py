@@ -158,3 +158,42 @@ def upsert(model, key, fields, rows):
         [model(**dict(zip((key, *fields), row))) for row in rows],
         update_conflicts=True, unique_fields=[key], update_fields=list(fields), batch_size=500,
     )
+
+
+def delete_where(model, key, values):
+    """DELETE the rows whose `key` is in `values` (one array parameter on PostgreSQL)."""
+    values = list(values)
+    if not values:
+        return
+    if is_postgres():
+        with connection.cursor() as django_cursor:
+            django_cursor.cursor.execute(
+                f"DELETE FROM {model._meta.db_table} WHERE {model._meta.get_field(key).column} = ANY(%s)", [values],
+                prepare=False)
+        return
+    model.objects.filter(**{f"{key}__in": values}).delete()
+
+
+def update_where(model, key, values, **assignments):
+    """UPDATE the rows whose `key` is in `values`, setting plain column values."""
+    values = list(values)
+    if not values:
+        return
+    if is_postgres():
+        sets = ", ".join(f"{model._meta.get_field(name).column} = %s" for name in assignments)
+        with connection.cursor() as django_cursor:
+            django_cursor.cursor.execute(
+                f"UPDATE {model._meta.db_table} SET {sets} WHERE {model._meta.get_field(key).column} = ANY(%s)",
+                [*assignments.values(), values])
+        return
+    model.objects.filter(**{f"{key}__in": values}).update(**assignments)
+
+
+def existing_live_customers(ids):
+    """The ids among these that are live (not merged away) customers."""
+    from customers.models import Customer
+
+    if is_postgres():
+        return {row[0] for row in fetch(
+            "SELECT id FROM customers_customer WHERE id = ANY(%(ids)s) AND merged_into_id IS NULL", {"ids": list(ids)})}
+    return set(Customer.objects.filter(pk__in=ids, merged_into__isnull=True).values_list("pk", flat=True))

@@ -210,3 +210,21 @@ def test_concurrent_recomputes_of_the_same_customers_never_double_journeys():
             "seq", "started_at", "closed_at"))
         assert journeys == [(1, ago(9), ago(8)), (2, ago(4), None)]
         assert CustomerSnapshot.objects.get(customer_id=customer_id).unhappy_since == ago(4)
+
+
+def test_recomputing_one_customer_leaves_other_customers_clocks_alone():
+    from tests.factories import ConversationFactory, CustomerFactory
+
+    # given: ids chosen so that customer a's id is also the id of b's conversation
+    a, b = CustomerFactory(pk=7100), CustomerFactory(pk=7200)
+    ConversationFactory(pk=7300, customer=a, opened_at=ago(3))
+    ConversationFactory(pk=7100, customer=b, opened_at=ago(2))
+    services.customers_recompute(customer_ids=[a.pk, b.pk], now=NOW)
+
+    # when
+    services.customers_recompute(customer_ids=[a.pk], now=NOW)
+    services.customers_recompute(customer_ids=[a.pk], now=NOW)
+
+    # then
+    assert sorted(ConversationMetrics.objects.values_list("conversation_id", "customer_id")) == [
+        (7100, b.pk), (7300, a.pk)]

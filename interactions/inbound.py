@@ -11,11 +11,11 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DataError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from interactions.channels import Parsed, PayloadInvalid, StatusUpdate, WatermarkUpdate
+from interactions.channels import Parsed, PayloadInvalid, StatusUpdate, WatermarkUpdate, item_clean, text_clean
 from interactions.channels import chat, email, mailgun, meta, sendgrid, twilio
 from interactions.models import InboundEvent, Interaction
 from interactions.services import interactions_ingest
@@ -120,7 +120,13 @@ def inbound_event_process(*, event_id: int) -> InboundEvent:
             logger.exception("inbound event %s could not be parsed", event.pk)
             return _finish(event, InboundEvent.Status.FAILED, f"The adapter failed: {exc.__class__.__name__}: {exc}")
 
-        results = interactions_ingest(items=parsed.items) if parsed.items else []
+        parsed.items = [item_clean(item) for item in parsed.items]
+        try:
+            with transaction.atomic():
+                results = interactions_ingest(items=parsed.items) if parsed.items else []
+        except DataError as exc:
+            # A value the database refuses is not transient: retrying cannot help, a fix and a replay can.
+            return _finish(event, InboundEvent.Status.FAILED, f"The database refused a value: {exc}"[:2000])
         counts = {"created": 0, "duplicate": 0, "rejected": 0}
         skipped = list(parsed.skipped)
         interaction_ids = []
@@ -138,7 +144,9 @@ def inbound_event_process(*, event_id: int) -> InboundEvent:
             else:
                 updated += changed
         event.result = {**counts, "updated": updated, "interactions": interaction_ids[:100], "skipped": skipped[:50]}
-        if not parsed.items and not parsed.updates and skipped:
+        if not parsed.items and not updated and skipped:
+            # Nothing stored and nothing updated: failed, so it can be replayed once the
+            # interaction a status names has been recorded (a receipt may beat its message).
             return _finish(event, InboundEvent.Status.FAILED, "; ".join(skipped)[:2000])
         if parsed.items and counts["created"] + counts["duplicate"] == 0 and not updated:
             return _finish(event, InboundEvent.Status.FAILED, "; ".join(skipped)[:2000])
@@ -147,7 +155,8 @@ def inbound_event_process(*, event_id: int) -> InboundEvent:
 
 def _finish(event, status, error):
     event.status = status
-    event.error = error
+    event.error = text_clean(error)
+    event.result = text_clean(event.result)
     event.processed_at = timezone.now()
     event.save(update_fields=["status", "error", "processed_at", "result"])
     return event
@@ -215,6 +224,7 @@ def _apply_status(interaction, status, occurred_at, data):
     """Merge a status into the interaction's data; True when something changed."""
     current = dict(interaction.data or {})
     before = dict(current)
+    data = text_clean(data)
     if status in FLAG_STATUSES:
         current.update(data)
         current.setdefault("flags", {})

@@ -7,7 +7,8 @@ are pure functions of bytes and settings values: no database, no request.
 """
 
 import hmac
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
@@ -151,3 +152,32 @@ def form_dict(fields):
         if item.filename is None and item.name not in found:
             found[item.name] = item.text()
     return found
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def text_clean(value):
+    """Text any database stores: NUL dropped, lone surrogates (undecodable bytes) as U+FFFD."""
+    if isinstance(value, str):
+        if _UNSTORABLE.search(value):
+            return _UNSTORABLE.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", value)
+        return value
+    if isinstance(value, dict):
+        return {text_clean(k): text_clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [text_clean(v) for v in value]
+    return value
+
+
+def item_clean(item: IngestItem) -> IngestItem:
+    """The item with every text field storable (PostgreSQL refuses NUL and lone surrogates)."""
+    changes = {}
+    for spec in fields(item):
+        if spec.name in ("identities", "occurred_at", "incident_at"):
+            continue
+        value = getattr(item, spec.name)
+        cleaned = text_clean(value)
+        if cleaned != value or type(cleaned) is not type(value):
+            changes[spec.name] = cleaned
+    return replace(item, **changes) if changes else item

@@ -372,6 +372,8 @@ def email_item(*, message, received_at, text=None, html=None, attachments=None, 
         text, html, attachments = message_parts(message)
     attachments = attachments or []
     body = text if (text or "").strip() else html_to_text(html or "")
+    # One line-ending convention whatever the transport; the transport's final newline is not text.
+    body = (body or "").replace("\r\n", "\n").replace("\r", "\n").rstrip()
     event = email_event_kind(message)
 
     senders = addresses(message, "from") or addresses(message, "sender")

@@ -253,3 +253,14 @@ def test_replay_command_replays_failed_events(post_webhook, monkeypatch, django_
     assert InboundEvent.objects.get().status == "processed"
     assert Interaction.objects.count() == 1
     assert "1 event(s) queued for replay" in capsys.readouterr().out
+
+
+def test_nul_and_lone_surrogates_are_stored_as_storable_text(post_webhook):
+    # JSON may carry "\u0000" and a lone "\ud83d"; PostgreSQL refuses both in text and jsonb.
+    chat_post(post_webhook, chat_message(message="broken \u0000 emoji \ud83d end", visitor={"id": "v_1", "name": "A\u0000B"}))
+
+    event = InboundEvent.objects.get()
+    assert event.status == "processed"
+    row = Interaction.objects.get()
+    assert row.body == "broken  emoji \ufffd end"
+    assert row.customer.name == "AB"

@@ -116,3 +116,16 @@ def test_the_create_api_token_command_prints_the_token_once(capsys):
     raw = capsys.readouterr().out.strip()
     token = api_token_get_active(raw=raw)
     assert token.name == "shop" and token.scopes == ["customers:read", "interactions:write"]
+
+
+def test_the_schema_declares_bearer_tokens_for_every_operation(staff_user):
+    import yaml
+
+    client = APIClient()
+    client.force_login(staff_user)
+
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+
+    assert schema["components"]["securitySchemes"]["apiToken"]["scheme"] == "bearer"
+    operations = [op for path in schema["paths"].values() for op in path.values() if isinstance(op, dict)]
+    assert operations and all({"apiToken": []} in op["security"] for op in operations)

@@ -164,6 +164,14 @@ class StandardAdmin(admin.ModelAdmin):
 
         return [acknowledged if name == "acknowledged" else name for name in self.list_display]
 
+    @admin.display(description=_("acknowledged"))
+    def acknowledged(self, obj):
+        """One standard's count; the changelist swaps in the per-request counter above."""
+        if obj.status != Standard.Status.ACTIVE:
+            return "—"
+        counts, expected = selectors.standards_acknowledgement_counts()
+        return f"{counts.get(obj.pk, 0)} / {expected}"
+
     @admin.display(description=_("channels"))
     def channel_list(self, obj):
         return ", ".join(obj.channels) or _("all")

@@ -15,7 +15,9 @@
    journey, conversation clock, activity span and snapshot, then every daily
    roll-up. Run twice: the first writes everything from empty, the second
    (the nightly case) finds most rows unchanged. Peak memory: the process's RSS is
-   sampled after every batch; flat means the last batch's RSS is about the tenth's.
+   sampled after every chunk; flat means the last chunk's RSS is about the fifth's.
+   Then once more with the chunks shared by --processes processes (the nightly
+   task fans chunks out to every Celery worker the same way).
 4. Incremental: 1,000 random customers marked dirty, then
    `dirty_customers_recompute()` (the beat task's work, roll-ups of their days
    included). Five rounds; the median counts.
@@ -56,6 +58,7 @@ def parse_args():
     parser.add_argument("--database", default="crm_bench_metrics")
     parser.add_argument("--refill", action="store_true", help="Drop and refill the database.")
     parser.add_argument("--rounds", type=int, default=5, help="Incremental rounds.")
+    parser.add_argument("--processes", type=int, default=2, help="Processes of the parallel full recompute.")
     parser.add_argument("--profile", action="store_true", help="cProfile one incremental round and 10 full batches.")
     parser.add_argument("--seed", type=int, default=7)
     return parser.parse_args()
@@ -152,7 +155,7 @@ def database_prepare(args):
             admin.execute(f'CREATE DATABASE "{args.database}"')
     env = {**os.environ, "DATABASE_URL": url, "DEBUG": "1"}
     env.pop("REDIS_URL", None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "--skip-checks", "-v", "0"], cwd=ROOT, env=env, check=True)
     with psycopg.connect(url, autocommit=True) as conn:
         filled = conn.execute("SELECT count(*) FROM interactions_interaction WHERE source = 'bench'").fetchone()[0]
         if filled >= INTERACTIONS:
@@ -228,15 +231,51 @@ def full_recompute():
     return time.perf_counter() - started, done, samples
 
 
+def _chunk_worker(chunks, now):
+    from django.db import connections
+
+    from metrics import services
+
+    services.all_recompute(chunks=chunks, now=now, rollups=False)
+    connections.close_all()
+
+
+def full_recompute_parallel(processes):
+    """The full recompute with its chunks shared by several processes (as the nightly task fans them out to
+    several Celery workers), then the roll-ups rebuilt once."""
+    import multiprocessing
+
+    from django.db import connections
+    from django.utils import timezone
+
+    from metrics import services
+
+    chunks = list(range(services.chunks_count()))
+    now = timezone.now()
+    connections.close_all()  # each child opens its own
+    started = time.perf_counter()
+    context = multiprocessing.get_context("fork")
+    children = [context.Process(target=_chunk_worker, args=(chunks[i::processes], now)) for i in range(processes)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join()
+        assert child.exitcode == 0, child.exitcode
+    services.rollups_rebuild(days=None)
+    return time.perf_counter() - started
+
+
 def incremental(rng, rounds):
     from customers.models import Customer
     from metrics import services
+    from metrics.models import DirtyCustomer
 
     ids = list(Customer.objects.values_list("pk", flat=True))
     timings = []
     for _ in range(rounds):
         chosen = rng.sample(ids, 1000)
-        services.customers_mark_dirty(customer_ids=chosen)
+        # The marks ingestion leaves (customers_mark_dirty would also run them at once in embedded mode).
+        DirtyCustomer.objects.bulk_create([DirtyCustomer(customer_id=pk) for pk in chosen])
         started = time.perf_counter()
         done = services.dirty_customers_recompute()
         timings.append(time.perf_counter() - started)
@@ -268,9 +307,12 @@ def main():
           f"= {first_seconds / bare_seconds:.2f}x bare")
     second_seconds, _, samples = full_recompute()
     print(f"full recompute (nightly, rows exist): {second_seconds:.2f} s = {second_seconds / bare_seconds:.2f}x bare")
-    tenth = samples[min(9, len(samples) - 1)]
-    print(f"RSS after batch 10: {tenth:.0f} MB, after the last ({len(samples)}): {samples[-1]:.0f} MB, "
+    tenth = samples[min(4, len(samples) - 1)]
+    print(f"RSS after chunk 5: {tenth:.0f} MB, after the last ({len(samples)}): {samples[-1]:.0f} MB, "
           f"max {max(samples):.0f} MB")
+    parallel_seconds = full_recompute_parallel(args.processes)
+    print(f"full recompute (nightly, {args.processes} processes sharing the chunks): {parallel_seconds:.2f} s "
+          f"= {parallel_seconds / bare_seconds:.2f}x bare")
 
     with connection.cursor() as cursor:
         counts = {}
@@ -289,8 +331,10 @@ def main():
         from customers.models import Customer
         from metrics import services
 
+        from metrics.models import DirtyCustomer
+
         ids = rng.sample(list(Customer.objects.values_list("pk", flat=True)), 1000)
-        services.customers_mark_dirty(customer_ids=ids)
+        DirtyCustomer.objects.bulk_create([DirtyCustomer(customer_id=pk) for pk in ids])
         profiler = cProfile.Profile()
         profiler.enable()
         services.dirty_customers_recompute()
@@ -303,7 +347,8 @@ def main():
         "interactions": interactions, "customers": customers, "bare_pass_seconds": bare_seconds,
         "full_first_seconds": first_seconds, "full_nightly_seconds": second_seconds,
         "full_first_ratio": first_seconds / bare_seconds, "full_nightly_ratio": second_seconds / bare_seconds,
-        "rss_mb_batch10": tenth, "rss_mb_last": samples[-1], "rss_mb_max": max(samples + samples_first),
+        "full_parallel_seconds": parallel_seconds, "full_parallel_processes": args.processes,
+        "full_parallel_ratio": parallel_seconds / bare_seconds, "rss_mb_chunk5": tenth, "rss_mb_last": samples[-1], "rss_mb_max": max(samples + samples_first),
         "incremental_1000_seconds": timings, "incremental_1000_median": median, "rows": counts,
     }
     out_dir = ROOT / "benchmarks" / "results"

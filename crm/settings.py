@@ -311,6 +311,8 @@ KPI_DECIMALS = env_int("KPI_DECIMALS", 2)
 KPI_ROUNDING = env("KPI_ROUNDING", "half_up")
 # Customers recomputed per transaction by the minute task, and per chunk by the full recompute.
 METRICS_BATCH_SIZE = env_int("METRICS_BATCH_SIZE", 1000)
+# Customers per transaction of the nightly full recompute (it holds one lock for the whole batch).
+METRICS_FULL_BATCH_SIZE = env_int("METRICS_FULL_BATCH_SIZE", 5000)
 # journey.* events are only sent for journeys that opened/closed this recently (a first full recompute
 # of old history does not flood integrations).
 METRICS_EVENT_MAX_AGE_HOURS = env_int("METRICS_EVENT_MAX_AGE_HOURS", 48)

@@ -20,7 +20,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.utils import timezone
 
-from crm.locks import advisory_lock
+from crm.locks import advisory_lock, key_hash
 from integrations.services import events_emit
 from interactions.models import Conversation, Interaction
 from metrics import compute, storage
@@ -83,7 +83,7 @@ def interaction_rows_queryset(*, customer_ids, rules_exist):
     """The rows `metrics.compute` reads, as tuples in compute.I_* order, per customer in time order."""
     needs = Q(sentiment__isnull=True) | Q(intent="") if rules_exist else Q(sentiment__isnull=True)
     rows = (
-        Interaction.objects.filter(customer_id__in=customer_ids)
+        Interaction.objects.filter(**storage.orm_match("customer_id", customer_ids))
         .annotate(
             m_sentiment=Coalesce("sentiment", "metrics_analysis__sentiment"),
             m_intent=Coalesce(NullIf("intent", Value("")), "metrics_analysis__intent", Value("")),
@@ -173,18 +173,30 @@ def _analyse(rows, rules):
     return out
 
 
-def _histories(customer_ids, rules):
-    """{customer_id: (rows, conversations)} for these customers: two queries (plus the analyser's)."""
+def _histories(customer_ids, rules, scope=None):
+    """{customer_id: (rows, conversations)} for these customers: two queries (plus the analyser's).
+
+    `scope` (an IdRange covering them) reads by range; rows of customers outside `customer_ids` are skipped.
+    """
     by_customer = {pk: ([], []) for pk in customer_ids}
     needs = set()
-    for row in storage.interaction_rows(customer_ids, bool(rules)):
-        by_customer[row[compute.I_CUSTOMER]][0].append(row)
+    current, rows = None, None
+    for row in storage.interaction_rows(scope or customer_ids, bool(rules)):
+        customer_id = row[compute.I_CUSTOMER]
+        if customer_id != current:
+            current = customer_id
+            found = by_customer.get(customer_id)
+            rows = found[0] if found is not None else None
+        if rows is None:
+            continue
+        rows.append(row)
         if row[compute.I_NEEDS_SCORING]:
-            needs.add(row[compute.I_CUSTOMER])
+            needs.add(customer_id)
     for conversation_id, customer_id, opened_at, resolved_at, reopen_count, channel in storage.conversation_rows(
-            customer_ids):
-        by_customer[customer_id][1].append(
-            (conversation_id, opened_at, resolved_at, reopen_count, [channel] if channel else []))
+            scope or customer_ids):
+        found = by_customer.get(customer_id)
+        if found is not None:
+            found[1].append((conversation_id, opened_at, resolved_at, reopen_count, [channel] if channel else []))
     for pk in needs:
         rows, conversations = by_customer[pk]
         by_customer[pk] = (_analyse(rows, rules), conversations)
@@ -234,13 +246,15 @@ def _grouped(rows):
     return found
 
 
-def _write(results, now, events):
+def _write(results, now, events, scope=None):
     """Store the computed rows of a batch, touching only what changed; returns the days whose roll-ups are stale."""
     ids = [result.customer_id for result in results]
+    live = set(ids)
+    scope = scope or ids
     days = set()
 
     # Journeys: a customer's list is replaced whole when any journey differs (seq numbers shift).
-    old_journeys = _grouped(storage.rows_of(Journey, JOURNEY_FIELDS, "customer_id", ids))
+    old_journeys = _grouped(storage.rows_of(Journey, JOURNEY_FIELDS, "customer_id", scope))
     max_age = timedelta(hours=settings.METRICS_EVENT_MAX_AGE_HOURS)
     replace, inserts = [], []
     for result in results:
@@ -270,7 +284,8 @@ def _write(results, now, events):
     # Conversation clocks: keyed by conversation; a conversation that moved to another customer is theirs now.
     old_conversations = {
         row[1]: tuple(row[2:])
-        for row in storage.rows_of(ConversationMetrics, ("conversation_id", *CONVERSATION_FIELDS), "customer_id", ids)
+        for row in storage.rows_of(ConversationMetrics, ("conversation_id", *CONVERSATION_FIELDS), "customer_id", scope)
+        if row[0] in live
     }
     upserts, keep = [], set()
     for result in results:
@@ -293,7 +308,7 @@ def _write(results, now, events):
     storage.upsert(ConversationMetrics, "conversation_id", CONVERSATION_FIELDS, upserts)
 
     # Activity spans (churn): replaced per customer when they differ.
-    old_spans = _grouped(storage.rows_of(ActivitySpan, SPAN_FIELDS, "customer_id", ids))
+    old_spans = _grouped(storage.rows_of(ActivitySpan, SPAN_FIELDS, "customer_id", scope))
     replace, inserts = [], []
     for result in results:
         new = [tuple(span) for span in result.spans]
@@ -305,7 +320,7 @@ def _write(results, now, events):
         storage.insert(ActivitySpan, ("customer_id", *SPAN_FIELDS), inserts)
 
     # Snapshots: rewritten when a value changed; the others only get computed_at moved on.
-    old_snapshots = {row[0]: tuple(row[1:]) for row in storage.rows_of(CustomerSnapshot, SNAPSHOT_FIELDS, "customer_id", ids)}
+    old_snapshots = {row[0]: tuple(row[1:]) for row in storage.rows_of(CustomerSnapshot, SNAPSHOT_FIELDS, "customer_id", scope)}
     at_risk = SNAPSHOT_FIELDS.index("at_risk")
     changed, unchanged = [], []
     for result in results:
@@ -338,20 +353,41 @@ def _snapshot_payload(customer_id, snapshot):
 # --- recomputes ----------------------------------------------------------------------------
 
 
+def _advisory_locks_shared(keys):
+    """Hold these keys shared until the transaction ends, taken in ascending order (PostgreSQL only)."""
+    if connection.vendor == "postgresql" and keys:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_advisory_xact_lock_shared(k)) FROM (SELECT unnest(%s::bigint[]) AS k ORDER BY 1) o",
+                [sorted({key_hash(key) for key in keys})],
+            )
+
+
 @transaction.atomic
-def customers_recompute(*, customer_ids, now=None) -> int:
+def customers_recompute(*, customer_ids, now=None, whole_batch=False) -> int:
     """Recompute these customers from their whole history; returns how many were recomputed.
 
     Idempotent: running it twice, or twice at once, leaves the same rows (the
     second run waits on the per-customer advisory locks, then finds nothing
     changed). Clears their dirty marks; a mark written meanwhile by an
     ingestion that we could not yet see survives for the next run.
+
+    Locks: a recompute of a few customers holds its customers' chunk locks
+    shared plus one lock per customer; the full recompute (`whole_batch`,
+    one chunk of METRICS_FULL_BATCH_SIZE ids) holds its chunk lock
+    exclusively instead, so a chunk of thousands of customers needs one lock,
+    not thousands (the lock table is finite), never interleaves with a
+    per-customer run, and chunks run in parallel on several workers.
     """
     ids = sorted({int(pk) for pk in customer_ids})
     if not ids:
         return 0
     now = now or timezone.now()
-    advisory_lock([f"metrics:customer:{pk}" for pk in ids])
+    if whole_batch:
+        advisory_lock(sorted({f"metrics:chunk:{chunk_of(pk)}" for pk in ids}))
+    else:
+        _advisory_locks_shared(sorted({f"metrics:chunk:{chunk_of(pk)}" for pk in ids}))
+        advisory_lock([f"metrics:customer:{pk}" for pk in ids])
     storage.delete_where(DirtyCustomer, "customer_id", ids)
     live = storage.existing_live_customers(ids)
     gone = [pk for pk in ids if pk not in live]
@@ -370,13 +406,14 @@ def customers_recompute(*, customer_ids, now=None) -> int:
     live_ids = [pk for pk in ids if pk in live]
     if live_ids:
         thresholds = compute.Thresholds.from_settings()
-        histories = _histories(live_ids, _rules())
+        scope = storage.IdRange(live_ids[0], live_ids[-1]) if whole_batch else None
+        histories = _histories(live_ids, _rules(), scope)
         results = [
             compute.customer_compute(pk, rows, conversations, now, thresholds)
             for pk, (rows, conversations) in histories.items()
         ]
         events = []
-        days |= _write(results, now, events)
+        days |= _write(results, now, events, scope)
         if events:
             events_emit(events=events)
     days_mark_dirty(days=days)
@@ -406,8 +443,7 @@ def dirty_customers_recompute(*, batch_size=None, max_batches=None, progress=Non
         batches += 1
         if progress:
             progress(count)
-    if done:
-        rollups_rebuild_dirty()
+    rollups_rebuild_dirty()
     return done
 
 
@@ -437,36 +473,49 @@ def conversations_changed_mark(*, window=None) -> int:
     return len(stale)
 
 
-def all_recompute(*, batch_size=None, progress=None, now=None) -> int:
-    """Recompute every live customer in batches, clear the dirty marks, rebuild every roll-up; returns the count.
+def chunk_of(customer_id):
+    """The full recompute's chunk of a customer: ids [k·size, (k+1)·size) make chunk k."""
+    return customer_id // settings.METRICS_FULL_BATCH_SIZE
 
-    Memory stays flat: customers are taken a batch at a time (by id range) and
-    each batch's interactions are read, computed and written, in its own
-    transaction, before the next.
-    `progress(n)` is called after each batch with how many it did.
-    """
+
+def chunks_count():
     from customers.models import Customer
 
-    batch_size = batch_size or settings.METRICS_BATCH_SIZE
+    last = Customer.objects.order_by("-pk").values_list("pk", flat=True).first()
+    return 0 if last is None else chunk_of(last) + 1
+
+
+def chunk_recompute(*, chunk, now=None) -> int:
+    """Recompute the live customers of one chunk in one transaction; returns how many."""
+    from customers.models import Customer
+
+    size = settings.METRICS_FULL_BATCH_SIZE
+    ids = list(Customer.objects.filter(pk__gte=chunk * size, pk__lt=(chunk + 1) * size, merged_into__isnull=True)
+               .order_by("pk").values_list("pk", flat=True))
+    return customers_recompute(customer_ids=ids, now=now, whole_batch=True) if ids else 0
+
+
+def all_recompute(*, progress=None, now=None, chunks=None, rollups=True) -> int:
+    """Recompute every live customer chunk by chunk, then rebuild every roll-up; returns the count.
+
+    Memory stays flat: a chunk's interactions are read, computed and written, in
+    its own transaction, before the next. `chunks` limits the run to some chunks
+    (several processes or workers can share the chunks: each chunk holds its own
+    lock). `progress(n)` is called after each chunk with how many it did.
+    """
     now = now or timezone.now()
     done = 0
-    last_id = 0
-    while True:
-        ids = list(
-            Customer.objects.filter(pk__gt=last_id, merged_into__isnull=True).order_by("pk").values_list("pk", flat=True)[:batch_size]
-        )
-        if not ids:
-            break
-        last_id = ids[-1]
-        customers_recompute(customer_ids=ids, now=now)
-        done += len(ids)
+    for chunk in (range(chunks_count()) if chunks is None else chunks):
+        count = chunk_recompute(chunk=chunk, now=now)
+        done += count
         if progress:
-            progress(len(ids))
+            progress(count)
     # Rows of customers that are no longer live (merged since the last full run).
     stale = set(CustomerSnapshot.objects.filter(customer__merged_into__isnull=False).values_list("customer_id", flat=True))
     if stale:
         customers_recompute(customer_ids=stale, now=now)
-    rollups_rebuild(days=None)
+    if rollups:
+        rollups_rebuild(days=None)
     return done
 
 

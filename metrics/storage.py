@@ -32,6 +32,27 @@ def _cursor():
     return cursor
 
 
+class IdRange(tuple):
+    """(first, last) ids, inclusive: the full recompute reads by id range (an index range scan) instead of a list."""
+
+    def __new__(cls, first, last):
+        return super().__new__(cls, (first, last))
+
+
+def _match(column, values):
+    """(SQL condition, params) for `column` in `values` (a list, or an IdRange)."""
+    if isinstance(values, IdRange):
+        return f"{column} BETWEEN %(first)s AND %(last)s", {"first": values[0], "last": values[1]}
+    return f"{column} = ANY(%(ids)s)", {"ids": list(values)}
+
+
+def orm_match(field, values):
+    """ORM filter kwargs for `field` in `values` (a list, or an IdRange)."""
+    if isinstance(values, IdRange):
+        return {f"{field}__gte": values[0], f"{field}__lte": values[1]}
+    return {f"{field}__in": list(values)}
+
+
 def fetch(sql, params):
     with _cursor() as cursor:
         cursor.execute(sql, params, binary=True)
@@ -56,7 +77,7 @@ SELECT i.id, i.customer_id, i.conversation_id, i.channel, i.kind, i.direction, i
         AND a.interaction_id IS NULL AND (i.sentiment IS NULL OR (%(rules)s AND i.intent = '')) AND i.body <> '')
 FROM interactions_interaction i
 LEFT JOIN metrics_textanalysis a ON a.interaction_id = i.id
-WHERE i.customer_id = ANY(%(ids)s)
+WHERE {where}
 ORDER BY i.customer_id, i.occurred_at, i.id
 """
 
@@ -64,7 +85,8 @@ ORDER BY i.customer_id, i.occurred_at, i.id
 def interaction_rows(customer_ids, rules_exist):
     """Rows in `metrics.compute` I_* order, by customer then time."""
     if is_postgres():
-        return fetch(INTERACTIONS_SQL, {"ids": list(customer_ids), "rules": bool(rules_exist)})
+        where, params = _match("i.customer_id", customer_ids)
+        return fetch(INTERACTIONS_SQL.replace("{where}", where), {**params, "rules": bool(rules_exist)})
     from metrics.services import interaction_rows_queryset
 
     return list(interaction_rows_queryset(customer_ids=customer_ids, rules_exist=rules_exist))
@@ -72,18 +94,19 @@ def interaction_rows(customer_ids, rules_exist):
 
 CONVERSATIONS_SQL = """
 SELECT id, customer_id, opened_at, resolved_at, reopen_count, channels ->> 0
-FROM interactions_conversation WHERE customer_id = ANY(%(ids)s) ORDER BY customer_id, opened_at, id
+FROM interactions_conversation WHERE {where} ORDER BY customer_id, opened_at, id
 """
 
 
 def conversation_rows(customer_ids):
     """[(id, customer_id, opened_at, resolved_at, reopen_count, first channel or None)]."""
     if is_postgres():
-        return fetch(CONVERSATIONS_SQL, {"ids": list(customer_ids)})
+        where, params = _match("customer_id", customer_ids)
+        return fetch(CONVERSATIONS_SQL.replace("{where}", where), params)
     return [
         (pk, customer_id, opened_at, resolved_at, reopen_count, channels[0] if channels else None)
         for pk, customer_id, opened_at, resolved_at, reopen_count, channels in Conversation.objects.filter(
-            customer_id__in=customer_ids).order_by("customer_id", "opened_at", "id").values_list(
+            **orm_match("customer_id", customer_ids)).order_by("customer_id", "opened_at", "id").values_list(
             "id", "customer_id", "opened_at", "resolved_at", "reopen_count", "channels")
     ]
 
@@ -100,9 +123,9 @@ def rows_of(model, fields, key, values):
     if is_postgres():
         table = model._meta.db_table
         columns = ", ".join(model._meta.get_field(name).column for name in (key, *fields))
-        key_column = model._meta.get_field(key).column
-        return fetch(f"SELECT {columns} FROM {table} WHERE {key_column} = ANY(%(values)s)", {"values": list(values)})
-    return list(model.objects.filter(**{f"{key}__in": list(values)}).order_by().values_list(key, *fields))
+        where, params = _match(model._meta.get_field(key).column, values)
+        return fetch(f"SELECT {columns} FROM {table} WHERE {where}", params)
+    return list(model.objects.filter(**orm_match(key, values)).order_by().values_list(key, *fields))
 
 
 def _columns(model, fields):

@@ -15,7 +15,7 @@ class Command(BaseCommand):
         group.add_argument("--all", action="store_true", help="Every customer, then every daily roll-up.")
         group.add_argument("--customer", type=int, action="append", metavar="ID",
                            help="This customer (repeatable); a merged id recomputes its survivor too.")
-        parser.add_argument("--batch-size", type=int, default=None)
+        parser.add_argument("--batch-size", type=int, default=None, help="Dirty customers per transaction.")
 
     def handle(self, *args, **options):
         quiet = options["verbosity"] == 0
@@ -35,7 +35,7 @@ class Command(BaseCommand):
         if options["all"]:
             total = Customer.objects.filter(merged_into__isnull=True).count()
             with tqdm(total=total, unit="customer", disable=quiet, file=self.stderr._out) as bar:
-                done = services.all_recompute(batch_size=options["batch_size"], progress=bar.update)
+                done = services.all_recompute(progress=bar.update)
             self.stdout.write(f"Recomputed {done} customer(s) and rebuilt the roll-ups.")
             return
         from metrics.models import DirtyCustomer

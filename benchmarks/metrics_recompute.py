@@ -11,13 +11,12 @@
 2. Bare pass: one SQL query reading every interaction's metric columns in
    (customer, time) order through a server-side cursor — the least any recompute
    must read. Timed twice; the faster counts (warm cache, like the recompute).
-3. Full recompute: `metrics.services.all_recompute()` — every customer, every
-   journey, conversation clock, activity span and snapshot, then every daily
-   roll-up. Run twice: the first writes everything from empty, the second
+3. Full recompute: `metrics.services.all_recompute()` — one ordered pass over the
+   interactions and conversations through server-side cursors, chunk by chunk:
+   every journey, conversation clock, activity span and snapshot, then every
+   daily roll-up. Run twice: the first writes everything from empty, the second
    (the nightly case) finds most rows unchanged. Peak memory: the process's RSS is
    sampled after every chunk; flat means the last chunk's RSS is about the fifth's.
-   Then once more with the chunks shared by --processes processes (the nightly
-   task fans chunks out to every Celery worker the same way).
 4. Incremental: 1,000 random customers marked dirty, then
    `dirty_customers_recompute()` (the beat task's work, roll-ups of their days
    included). Five rounds; the median counts.
@@ -58,7 +57,6 @@ def parse_args():
     parser.add_argument("--database", default="crm_bench_metrics")
     parser.add_argument("--refill", action="store_true", help="Drop and refill the database.")
     parser.add_argument("--rounds", type=int, default=5, help="Incremental rounds.")
-    parser.add_argument("--processes", type=int, default=2, help="Processes of the parallel full recompute.")
     parser.add_argument("--profile", action="store_true", help="cProfile one incremental round and 10 full batches.")
     parser.add_argument("--seed", type=int, default=7)
     return parser.parse_args()
@@ -231,40 +229,6 @@ def full_recompute():
     return time.perf_counter() - started, done, samples
 
 
-def _chunk_worker(chunks, now):
-    from django.db import connections
-
-    from metrics import services
-
-    services.all_recompute(chunks=chunks, now=now, rollups=False)
-    connections.close_all()
-
-
-def full_recompute_parallel(processes):
-    """The full recompute with its chunks shared by several processes (as the nightly task fans them out to
-    several Celery workers), then the roll-ups rebuilt once."""
-    import multiprocessing
-
-    from django.db import connections
-    from django.utils import timezone
-
-    from metrics import services
-
-    chunks = list(range(services.chunks_count()))
-    now = timezone.now()
-    connections.close_all()  # each child opens its own
-    started = time.perf_counter()
-    context = multiprocessing.get_context("fork")
-    children = [context.Process(target=_chunk_worker, args=(chunks[i::processes], now)) for i in range(processes)]
-    for child in children:
-        child.start()
-    for child in children:
-        child.join()
-        assert child.exitcode == 0, child.exitcode
-    services.rollups_rebuild(days=None)
-    return time.perf_counter() - started
-
-
 def incremental(rng, rounds):
     from customers.models import Customer
     from metrics import services
@@ -310,9 +274,6 @@ def main():
     tenth = samples[min(4, len(samples) - 1)]
     print(f"RSS after chunk 5: {tenth:.0f} MB, after the last ({len(samples)}): {samples[-1]:.0f} MB, "
           f"max {max(samples):.0f} MB")
-    parallel_seconds = full_recompute_parallel(args.processes)
-    print(f"full recompute (nightly, {args.processes} processes sharing the chunks): {parallel_seconds:.2f} s "
-          f"= {parallel_seconds / bare_seconds:.2f}x bare")
 
     with connection.cursor() as cursor:
         counts = {}
@@ -347,8 +308,7 @@ def main():
         "interactions": interactions, "customers": customers, "bare_pass_seconds": bare_seconds,
         "full_first_seconds": first_seconds, "full_nightly_seconds": second_seconds,
         "full_first_ratio": first_seconds / bare_seconds, "full_nightly_ratio": second_seconds / bare_seconds,
-        "full_parallel_seconds": parallel_seconds, "full_parallel_processes": args.processes,
-        "full_parallel_ratio": parallel_seconds / bare_seconds, "rss_mb_chunk5": tenth, "rss_mb_last": samples[-1], "rss_mb_max": max(samples + samples_first),
+        "rss_mb_chunk5": tenth, "rss_mb_last": samples[-1], "rss_mb_max": max(samples + samples_first),
         "incremental_1000_seconds": timings, "incremental_1000_median": median, "rows": counts,
     }
     out_dir = ROOT / "benchmarks" / "results"

@@ -405,19 +405,69 @@ def customers_recompute(*, customer_ids, now=None, whole_batch=False) -> int:
         CustomerSnapshot.objects.filter(customer_id__in=gone).delete()
     live_ids = [pk for pk in ids if pk in live]
     if live_ids:
-        thresholds = compute.Thresholds.from_settings()
         scope = storage.IdRange(live_ids[0], live_ids[-1]) if whole_batch else None
-        histories = _histories(live_ids, _rules(), scope)
-        results = [
-            compute.customer_compute(pk, rows, conversations, now, thresholds)
-            for pk, (rows, conversations) in histories.items()
-        ]
-        events = []
-        days |= _write(results, now, events, scope)
-        if events:
-            events_emit(events=events)
+        days |= _compute_and_write(_histories(live_ids, _rules(), scope), now, scope)
     days_mark_dirty(days=days)
     return len(ids)
+
+
+def _compute_and_write(histories, now, scope):
+    """Run the definitions over each history, store what changed, emit the events; returns stale days."""
+    thresholds = compute.Thresholds.from_settings()
+    results = [
+        compute.customer_compute(pk, rows, conversations, now, thresholds)
+        for pk, (rows, conversations) in histories.items()
+    ]
+    events = []
+    days = _write(results, now, events, scope)
+    if events:
+        events_emit(events=events)
+    return days
+
+
+def _histories_from(ids, rows, conversations, rules):
+    """Group a chunk's streamed rows into {customer_id: (rows, conversations)} for the live `ids`."""
+    by_customer = {pk: ([], []) for pk in ids}
+    needs = set()
+    for row in rows:
+        found = by_customer.get(row[compute.I_CUSTOMER])
+        if found is not None:
+            found[0].append(row)
+            if row[compute.I_NEEDS_SCORING]:
+                needs.add(row[compute.I_CUSTOMER])
+    for conversation_id, customer_id, opened_at, resolved_at, reopen_count, channel in conversations:
+        found = by_customer.get(customer_id)
+        if found is not None:
+            found[1].append((conversation_id, opened_at, resolved_at, reopen_count, [channel] if channel else []))
+    for pk in needs:
+        history, found = by_customer[pk]
+        by_customer[pk] = (_analyse(history, rules), found)
+    return by_customer
+
+
+def _all_recompute_streaming(now, progress):
+    """PostgreSQL: every chunk from one ordered pass over interactions and conversations (see storage.stream_chunks).
+
+    Dirty marks are left alone: this pass reads one snapshot taken at its start,
+    so a customer marked since is recomputed again by the minute task.
+    """
+    from customers.models import Customer
+
+    size = settings.METRICS_FULL_BATCH_SIZE
+    rules = _rules()
+    done = 0
+    for chunk, rows, conversations in storage.stream_chunks(size, bool(rules), chunks_count()):
+        with transaction.atomic():
+            advisory_lock([f"metrics:chunk:{chunk}"])
+            ids = list(Customer.objects.filter(pk__gte=chunk * size, pk__lt=(chunk + 1) * size,
+                                               merged_into__isnull=True).order_by("pk").values_list("pk", flat=True))
+            if ids:
+                scope = storage.IdRange(chunk * size, (chunk + 1) * size - 1)
+                days_mark_dirty(days=_compute_and_write(_histories_from(ids, rows, conversations, rules), now, scope))
+        done += len(ids)
+        if progress:
+            progress(len(ids))
+    return done
 
 
 def dirty_customers_recompute(*, batch_size=None, max_batches=None, progress=None) -> int:
@@ -505,11 +555,16 @@ def all_recompute(*, progress=None, now=None, chunks=None, rollups=True) -> int:
     """
     now = now or timezone.now()
     done = 0
-    for chunk in (range(chunks_count()) if chunks is None else chunks):
-        count = chunk_recompute(chunk=chunk, now=now)
-        done += count
-        if progress:
-            progress(count)
+    # The streaming pass reads on a connection of its own: it cannot see the caller's uncommitted rows,
+    # so inside a transaction (tests, a caller's atomic block) the chunks are read on this connection.
+    if chunks is None and storage.is_postgres() and not connection.in_atomic_block:
+        done = _all_recompute_streaming(now, progress)
+    else:
+        for chunk in (range(chunks_count()) if chunks is None else chunks):
+            count = chunk_recompute(chunk=chunk, now=now)
+            done += count
+            if progress:
+                progress(count)
     # Rows of customers that are no longer live (merged since the last full run).
     stale = set(CustomerSnapshot.objects.filter(customer__merged_into__isnull=False).values_list("customer_id", flat=True))
     if stale:

@@ -220,3 +220,53 @@ def existing_live_customers(ids):
         return {row[0] for row in fetch(
             "SELECT id FROM customers_customer WHERE id = ANY(%(ids)s) AND merged_into_id IS NULL", {"ids": list(ids)})}
     return set(Customer.objects.filter(pk__in=ids, merged_into__isnull=True).values_list("pk", flat=True))
+
+
+STREAM_INTERACTIONS_SQL = INTERACTIONS_SQL.replace("WHERE {where}\n", "")
+STREAM_CONVERSATIONS_SQL = CONVERSATIONS_SQL.replace("WHERE {where} ", "")
+
+
+def stream_chunks(chunk_size, rules_exist, chunks):
+    """Yield (chunk, interaction rows, conversation rows) for chunks 0..chunks-1 from ONE pass over each table.
+
+    PostgreSQL only. Reading a chunk by id range would touch most pages of a
+    table not clustered by customer once per chunk; this reads each table
+    once, in (customer, time) order, through server-side cursors on a
+    connection of its own (one snapshot for the whole pass), while the
+    caller writes and commits chunk by chunk on Django's connection.
+    Memory: one chunk's rows at a time.
+    """
+    from django.db import connections
+
+    reader = connections.create_connection("default")
+    try:
+        reader.ensure_connection()
+        pg = reader.connection
+        with pg.transaction():
+            interactions = _server_cursor(pg, "metrics_stream_interactions", STREAM_INTERACTIONS_SQL,
+                                          {"rules": bool(rules_exist)})
+            conversations = _server_cursor(pg, "metrics_stream_conversations", STREAM_CONVERSATIONS_SQL, {})
+            pending_row = next(interactions, None)
+            pending_conversation = next(conversations, None)
+            for chunk in range(chunks):
+                end = (chunk + 1) * chunk_size
+                rows = []
+                while pending_row is not None and pending_row[1] < end:
+                    rows.append(pending_row)
+                    pending_row = next(interactions, None)
+                found = []
+                while pending_conversation is not None and pending_conversation[1] < end:
+                    found.append(pending_conversation)
+                    pending_conversation = next(conversations, None)
+                yield chunk, rows, found
+    finally:
+        reader.close()
+
+
+def _server_cursor(pg, name, sql, params):
+    cursor = pg.cursor(name=name, binary=True)
+    for loader_name, oid in _OIDS.items():
+        cursor.adapters.register_loader(oid, psycopg.adapters.get_loader(oid, Format.BINARY))
+    cursor.itersize = 20_000
+    cursor.execute(sql, params)
+    return iter(cursor)

@@ -23,29 +23,14 @@ def dirty_customers_recompute_task():
 def all_recompute_task():
     """Beat, nightly: recompute every customer (time moves windows: churn, came back, at risk) and every roll-up.
 
-    With a broker, the chunks fan out to every worker (`metrics.chunk_recompute`);
-    the roll-ups of the days whose rows changed are rebuilt by the minute task,
-    and the whole roll-up table once more by `metrics.rollups_rebuild` after the
-    chunks (queued last, so on a single worker it runs after them).
+    On PostgreSQL one ordered pass over the interactions, chunk by chunk (see
+    metrics.storage.stream_chunks); `metrics.chunk_recompute` recomputes a
+    single chunk (by id range) when only part of the customers is wanted.
     """
-    from django.conf import settings
-
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        return services.all_recompute()
-    chunks = services.chunks_count()
-    for chunk in range(chunks):
-        chunk_recompute_task.delay(chunk)
-    rollups_rebuild_task.delay()
-    return chunks
+    return services.all_recompute()
 
 
 @shared_task(name="metrics.chunk_recompute", acks_late=True)
 def chunk_recompute_task(chunk):
-    """Recompute one chunk of METRICS_FULL_BATCH_SIZE customer ids (part of the nightly full recompute)."""
+    """Recompute one chunk of METRICS_FULL_BATCH_SIZE customer ids."""
     return services.chunk_recompute(chunk=chunk)
-
-
-@shared_task(name="metrics.rollups_rebuild", acks_late=True)
-def rollups_rebuild_task():
-    """Rebuild every daily roll-up from the stored journeys, clocks and survey answers."""
-    return services.rollups_rebuild(days=None)

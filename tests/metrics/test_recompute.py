@@ -228,3 +228,35 @@ def test_recomputing_one_customer_leaves_other_customers_clocks_alone():
     # then
     assert sorted(ConversationMetrics.objects.values_list("conversation_id", "customer_id")) == [
         (7100, b.pk), (7300, a.pk)]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_streaming_full_pass_writes_what_the_per_customer_recompute_writes(settings):
+    # given: a few customers across several chunks (chunk size 3), one merged away
+    settings.METRICS_FULL_BATCH_SIZE = 3
+    ids = []
+    for n in range(8):
+        ingest(f"s{n}@example.com", when=ago(20 - n), sentiment=-0.6, incident_at=ago(21 - n))
+        ingest(f"s{n}@example.com", when=ago(10 - n), channel="email", sentiment=0.7 if n % 2 else 0.0)
+        ids.append(ingest(f"s{n}@example.com", when=ago(5), kind="call", data={"duration_seconds": 60 * n}).customer_id)
+    services.customers_recompute(customer_ids=ids, now=NOW)
+    expected = {
+        "journeys": list(Journey.objects.order_by("customer_id", "seq").values_list(*services.JOURNEY_FIELDS)),
+        "clocks": list(ConversationMetrics.objects.order_by("conversation_id").values_list(*services.CONVERSATION_FIELDS)),
+        "snapshots": list(CustomerSnapshot.objects.order_by("customer_id").values_list(*services.SNAPSHOT_FIELDS)),
+    }
+    Journey.objects.all().delete()
+    ConversationMetrics.objects.all().delete()
+    CustomerSnapshot.objects.all().delete()
+
+    # when: the nightly pass (outside any transaction: it streams on a connection of its own)
+    assert services.all_recompute(now=NOW) == 8
+
+    # then
+    assert list(Journey.objects.order_by("customer_id", "seq").values_list(*services.JOURNEY_FIELDS)) == expected["journeys"]
+    assert list(ConversationMetrics.objects.order_by("conversation_id").values_list(
+        *services.CONVERSATION_FIELDS)) == expected["clocks"]
+    assert list(CustomerSnapshot.objects.order_by("customer_id").values_list(
+        *services.SNAPSHOT_FIELDS)) == expected["snapshots"]
+    assert Journey.objects.filter(closed_at__isnull=True).count() == 4  # the even ones never got happy

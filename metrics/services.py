@@ -678,42 +678,57 @@ ADDITIVE = ("n", "total", "total2", "hits", "hits2")
 
 
 class _Parts:
-    """Roll-up parts being gathered: {(day, dimension, key, metric): {n, total, total2, hits, hits2, values}}."""
+    """Roll-up parts being gathered: `rows` = {(day, dimension, key, metric): [n, total, total2, hits, hits2, values]}.
+
+    Rows are first summed per (day, channel, the customer's segments, metric), a
+    few thousand keys, then spread over the all / channel / segment groups once.
+    """
 
     def __init__(self, segments_of):
-        self.rows = {}
+        self.stage = {}
         self.segments_of = segments_of
 
-    def add(self, day, channel, customer_id, metric, *, n=1, total=0.0, total2=0.0, hits=0, hits2=0, value=None):
-        groups = [("all", ""), ("channel", channel or "")]
-        groups += [("segment", slug) for slug in self.segments_of.get(customer_id, ())]
-        for dimension, key in groups:
-            part = self.rows.get((day, dimension, key, metric))
-            if part is None:
-                part = self.rows[(day, dimension, key, metric)] = {
-                    "n": 0, "total": 0.0, "total2": 0.0, "hits": 0, "hits2": 0, "values": None}
-            part["n"] += n
-            part["total"] += total
-            part["total2"] += total2
-            part["hits"] += hits
-            part["hits2"] += hits2
-            if value is not None:
-                if part["values"] is None:
-                    part["values"] = []
-                part["values"].append(value)
+    def add(self, day, channel, customer_id, metric, *, total=0.0, total2=0.0, hits=0, hits2=0, value=None):
+        key = (day, channel or "", self.segments_of.get(customer_id, ()), metric)
+        part = self.stage.get(key)
+        if part is None:
+            part = self.stage[key] = [0, 0.0, 0.0, 0, 0, None]
+        part[0] += 1
+        part[1] += total
+        part[2] += total2
+        part[3] += hits
+        part[4] += hits2
+        if value is not None:
+            if part[5] is None:
+                part[5] = []
+            part[5].append(value)
+
+    @property
+    def rows(self):
+        rows = {}
+        for (day, channel, segments, metric), part in self.stage.items():
+            groups = [("all", ""), ("channel", channel)] + [("segment", slug) for slug in segments]
+            for dimension, key in groups:
+                target = rows.get((day, dimension, key, metric))
+                if target is None:
+                    target = rows[(day, dimension, key, metric)] = [0, 0.0, 0.0, 0, 0, None]
+                for index in range(5):
+                    target[index] += part[index]
+                if part[5] is not None:
+                    target[5] = (target[5] or []) + part[5]
+        return {key: dict(zip((*ADDITIVE, "values"), part)) for key, part in rows.items()}
 
 
 def _segments_of(customer_ids):
+    """{customer_id: (segment slugs, sorted)} for these customers (all of them when given None)."""
     from customers.models import Customer
 
     through = Customer.segments.through
+    queryset = through.objects.all() if customer_ids is None else through.objects.filter(customer_id__in=list(customer_ids))
     found = defaultdict(list)
-    ids = list(customer_ids)
-    for start in range(0, len(ids), 5000):
-        for customer_id, slug in through.objects.filter(customer_id__in=ids[start:start + 5000]).values_list(
-                "customer_id", "segment__slug"):
-            found[customer_id].append(slug)
-    return found
+    for customer_id, slug in storage.values_list(queryset.order_by(), "customer_id", "segment__slug"):
+        found[customer_id].append(slug)
+    return {pk: tuple(sorted(slugs)) for pk, slugs in found.items()}
 
 
 def _ranges(days):
@@ -749,15 +764,18 @@ def _rollup_parts(days):
     def keep(day):
         return days is None or day in days
 
-    surveys = list(SurveyResponse.objects.filter(within("answered_at")).values_list(
-        "kind", "score", "respondent", "channel", "customer_id", "conversation_id", "answered_at", "id"))
-    journeys = list(Journey.objects.filter(within("closed_at") | within("first_contact_at")).values_list(
-        "customer_id", "channel", "closed_at", "tth_seconds", "first_contact_at", "time_before_contact_seconds"))
-    conversations = list(ConversationMetrics.objects.filter(
-        within("opened_at") | within("resolved_at") | within("first_response_at")).values_list(
+    surveys = storage.values_list(
+        SurveyResponse.objects.filter(within("answered_at")).order_by(),
+        "kind", "score", "respondent", "channel", "customer_id", "conversation_id", "answered_at", "id")
+    journeys = storage.values_list(
+        Journey.objects.filter(within("closed_at") | within("first_contact_at")).order_by(),
+        "customer_id", "channel", "closed_at", "tth_seconds", "first_contact_at", "time_before_contact_seconds")
+    conversations = storage.values_list(
+        ConversationMetrics.objects.filter(
+            within("opened_at") | within("resolved_at") | within("first_response_at")).order_by(),
         "customer_id", "channel", "opened_at", "resolved_at", "resolution_seconds", "came_back",
-        "first_response_at", "first_response_seconds", "handler"))
-    customer_ids = {s[4] for s in surveys} | {j[0] for j in journeys} | {c[0] for c in conversations}
+        "first_response_at", "first_response_seconds", "handler")
+    customer_ids = None if days is None else {s[4] for s in surveys} | {j[0] for j in journeys} | {c[0] for c in conversations}
     parts = _Parts(_segments_of(customer_ids))
 
     for kind, score, respondent, channel, customer_id, _conversation, answered_at, _id in surveys:
@@ -824,16 +842,18 @@ def rollups_rebuild(*, days=None) -> int:
     else:
         DirtyDay.objects.filter(day__in=days).delete()
     rows = _rollup_parts(days)
-    stale = MetricRollup.objects.all() if days is None else MetricRollup.objects.filter(day__in=days)
-    stale.delete()
-    MetricRollup.objects.bulk_create(
+    if days is None:
+        MetricRollup.objects.all()._raw_delete(MetricRollup.objects.db)
+    else:
+        MetricRollup.objects.filter(day__in=days).delete()
+    storage.insert(
+        MetricRollup,
+        ("day", "dimension", "key", "metric", "values", *ADDITIVE),
         [
-            MetricRollup(day=day, dimension=dimension, key=key, metric=metric,
-                         values=sorted(part["values"]) if part["values"] is not None else None,
-                         **{name: part[name] for name in ADDITIVE})
+            (day, dimension, key, metric, sorted(part["values"]) if part["values"] is not None else None,
+             *(part[name] for name in ADDITIVE))
             for (day, dimension, key, metric), part in rows.items()
         ],
-        batch_size=2000,
     )
     return len(rows)
 

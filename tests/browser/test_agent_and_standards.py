@@ -10,7 +10,7 @@ from standards.models import Acknowledgement, Proposal, Standard
 from tests.factories import ConversationFactory, CustomerFactory, IdentityFactory, InteractionFactory, SegmentFactory
 from tests.standards.factories import CannedResponseFactory, StandardFactory, kpi_history, user_in_group
 
-pytestmark = [pytest.mark.browser, pytest.mark.urls("tests.browser.urls")]
+pytestmark = pytest.mark.browser
 CHANNELS = ["chat", "email", "phone", "whatsapp", "instagram"]
 
 

@@ -9,7 +9,7 @@ from standards import services
 from tests.factories import ConversationFactory, CustomerFactory, IdentityFactory, InteractionFactory, SegmentFactory
 from tests.standards.factories import CannedResponseFactory, CannedResponseVariantFactory, StandardFactory, user_in_group
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.browser.urls")]
+pytestmark = pytest.mark.django_db
 CHANNELS = ["chat", "email", "phone", "whatsapp", "facebook"]
 
 

@@ -8,7 +8,7 @@ from crm.dashboard import Series, bar_chart_svg, line_chart_svg
 from standards import services
 from tests.standards.factories import StandardFactory, kpi_history, user_in_group
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.browser.urls")]
+pytestmark = pytest.mark.django_db
 
 
 def test_line_chart_draws_one_polyline_per_run_and_escapes_names():

@@ -228,3 +228,40 @@ def test_kpi_query_errors_are_400(api, query):
 def test_kpis_need_the_metrics_scope(scoped_api):
     response = scoped_api("customers:read").get(reverse("metrics-kpis"), {"from": "2026-03-02", "to": "2026-03-02"})
     assert response.status_code == 403
+
+
+@pytest.mark.postgres
+def test_set_based_rollups_on_postgresql_equal_the_python_ones(monkeypatch):
+    # given: surveys (with a calibration pair), journeys and conversations on several days, a segment
+    vip = SegmentFactory(slug="vip")
+    customer = CustomerFactory()
+    customer.segments.add(vip)
+    for day, (kind, score, channel) in enumerate([("nps", 9, "email"), ("nps", 3, "chat"), ("csat", 4, "chat"),
+                                                  ("ces", 6, "email"), ("tws", 2, "chat")]):
+        _survey(customer, kind, score, DAY1 + timedelta(days=day % 3, hours=day), channel=channel)
+    conversation = ConversationFactory(customer=customer).pk
+    _survey(customer, "tws", 5, DAY1, conversation=conversation, respondent="agent")
+    _survey(customer, "tws", 3, DAY1 + timedelta(hours=2), conversation=conversation)
+    other = ingest("roll@example.com", when=DAY1, channel="email", sentiment=-0.8, incident_at=DAY1 - timedelta(hours=5))
+    ingest("roll@example.com", when=DAY1 + timedelta(hours=1), direction="outbound", author="bot")
+    ingest("roll@example.com", when=DAY1 + timedelta(days=1), sentiment=0.8)
+    services.customers_recompute(customer_ids=[customer.pk, other.customer_id])
+
+    def rows():
+        from metrics.models import MetricRollup
+
+        return sorted(MetricRollup.objects.values_list("day", "dimension", "key", "metric", "n", "total", "total2",
+                                                       "hits", "hits2", "values"))
+
+    for days in (None, {DAY1.date(), (DAY1 + timedelta(days=2)).date()}):
+        # when
+        services.rollups_rebuild(days=days)
+        in_sql = rows()
+        monkeypatch.setattr(services, "_ROLLUPS_IN_PYTHON", True)
+        services.rollups_rebuild(days=days)
+        in_python = rows()
+        monkeypatch.setattr(services, "_ROLLUPS_IN_PYTHON", False)
+
+        # then
+        assert in_sql == in_python
+        assert {r[3] for r in in_sql} >= {"nps", "csat", "ces", "tws", "calibration", "tth", "bot_only"}

@@ -263,13 +263,17 @@ def stream_chunks(chunk_size, rules_exist, chunks):
         reader.close()
 
 
-def _server_cursor(pg, name, sql, params):
-    cursor = pg.cursor(name=name, binary=True)
-    for loader_name, oid in _OIDS.items():
+def _server_cursor(pg, name, sql, params, page=20_000):
+    """Rows of `sql` through a server-side cursor, fetched `page` rows per round trip."""
+    cursor = psycopg.ServerCursor(pg, name)
+    for oid in _OIDS.values():
         cursor.adapters.register_loader(oid, psycopg.adapters.get_loader(oid, Format.BINARY))
-    cursor.itersize = 20_000
-    cursor.execute(sql, params)
-    return iter(cursor)
+    cursor.execute(sql, params, binary=True)
+    while True:
+        rows = cursor.fetchmany(page)
+        if not rows:
+            return
+        yield from rows
 
 
 def values_list(queryset, *fields):

@@ -8,15 +8,14 @@ customers serialise instead of doubling journeys; the unique constraints on
 Journey are the backstop.
 """
 
-import json
 import operator
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import timedelta
 from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, FloatField, IntegerField, Q, Value, When
+from django.db.models import Case, FloatField, IntegerField, Q, Value, When
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.utils import timezone
@@ -227,8 +226,7 @@ SNAPSHOT_FIELDS = tuple(
 # Tuples in field order, built in C (a few hundred thousand rows per full recompute).
 journey_values = operator.attrgetter(*JOURNEY_FIELDS)
 conversation_values = operator.attrgetter(*CONVERSATION_FIELDS[1:])
-snapshot_values = operator.itemgetter(*SNAPSHOT_FIELDS)
-assert CONVERSATION_FIELDS[0] == "customer_id"
+snapshot_values = operator.itemgetter(*SNAPSHOT_FIELDS)  # CONVERSATION_FIELDS[0] is customer_id, added apart
 
 
 def _day(value):

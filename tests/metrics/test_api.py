@@ -1,6 +1,6 @@
 """The metrics API through the full stack: surveys, marks, a customer's metrics, KPIs, list filters."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from django.urls import reverse

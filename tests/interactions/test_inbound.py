@@ -264,3 +264,27 @@ def test_nul_and_lone_surrogates_are_stored_as_storable_text(post_webhook):
     row = Interaction.objects.get()
     assert row.body == "broken  emoji \ufffd end"
     assert row.customer.name == "AB"
+
+
+def test_beat_runs_the_purge_and_the_pending_sweep(settings, in_process_tasks, channel_secrets):
+    from interactions.inbound import inbound_event_store
+    from interactions.tasks import inbound_events_purge_task, inbound_events_requeue_pending_task
+
+    # given: the beat schedule names both tasks
+    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert {"interactions.inbound_events_purge", "interactions.inbound_events_requeue_pending"} <= scheduled
+    # and an event whose task was lost (stored, never queued: no on-commit callbacks run here)
+    event, created = inbound_event_store(provider="chat", body=json.dumps(chat_message()).encode())
+    assert created and event.status == "pending"
+    InboundEvent.objects.filter(pk=event.pk).update(received_at=timezone.now() - timedelta(hours=1))
+    settings.INBOUND_REQUEUE_AFTER_SECONDS = 600
+
+    # when
+    assert inbound_events_requeue_pending_task.delay().get() == 1
+
+    # then
+    event.refresh_from_db()
+    assert event.status == "processed"
+    assert inbound_events_purge_task.delay().get() == 0  # younger than the retention
+    settings.INBOUND_RETENTION_DAYS = 0
+    assert inbound_events_purge_task.delay().get() == 1

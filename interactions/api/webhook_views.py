@@ -5,10 +5,12 @@ holding API tokens. Nothing is stored unless the request verifies; processing
 happens in a task queued after the row commits (interactions.tasks).
 """
 
+import logging
 import time
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -19,6 +21,7 @@ from interactions.channels import SignatureInvalid, SignatureMissing, chat, emai
 from interactions.inbound import inbound_event_store
 from interactions.models import InboundEvent
 
+logger = logging.getLogger(__name__)
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
@@ -47,9 +50,14 @@ def _receive(request, *, provider, verify, keep_headers=(), respond=None):
     except SignatureInvalid as exc:
         return _error("signature_invalid", str(exc), 403)
     headers = {name: request.headers[name] for name in keep_headers if name in request.headers}
-    event, created = inbound_event_store(
-        provider=provider, body=body, content_type=request.content_type_header, headers=headers
-    )
+    try:
+        event, created = inbound_event_store(
+            provider=provider, body=body, content_type=request.content_type_header, headers=headers
+        )
+    except DatabaseError:
+        # Not stored, so not acknowledged: a 503 makes the provider retry later.
+        logger.exception("could not store a %s webhook", provider)
+        return _error("temporarily_unavailable", "The event could not be stored; retry later.", 503)
     if respond is not None:
         return respond(event, created)
     return JsonResponse({"status": "accepted" if created else "duplicate", "event_id": event.pk}, status=200)

@@ -288,3 +288,18 @@ def test_beat_runs_the_purge_and_the_pending_sweep(settings, in_process_tasks, c
     assert inbound_events_purge_task.delay().get() == 0  # younger than the retention
     settings.INBOUND_RETENTION_DAYS = 0
     assert inbound_events_purge_task.delay().get() == 1
+
+
+def test_database_down_answers_503_so_the_provider_retries(client, channel_secrets, monkeypatch):
+    from django.db import OperationalError
+
+    def down(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(InboundEvent.objects, "get_or_create", down)
+    body = json.dumps(chat_message()).encode()
+
+    response = client.post(reverse("webhook-chat"), body, content_type="application/json", **chat_headers(body))
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "temporarily_unavailable"

@@ -303,3 +303,29 @@ def test_database_down_answers_503_so_the_provider_retries(client, channel_secre
 
     assert response.status_code == 503
     assert response.json()["code"] == "temporarily_unavailable"
+
+
+def test_replay_command_by_id_and_its_errors(post_webhook, django_capture_on_commit_callbacks, capsys):
+    from django.core.management.base import CommandError
+
+    chat_post(post_webhook, chat_message())
+    event = InboundEvent.objects.get()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("inbound_events_replay", str(event.pk))
+    assert "1 event(s) queued for replay" in capsys.readouterr().out
+    event.refresh_from_db()
+    assert (event.status, event.attempts, Interaction.objects.count()) == ("processed", 2, 1)
+
+    with pytest.raises(CommandError, match="No inbound events with ids 999"):
+        call_command("inbound_events_replay", "999")
+    with pytest.raises(CommandError, match="Give event ids, or --failed"):
+        call_command("inbound_events_replay")
+    with pytest.raises(CommandError, match="--since must be"):
+        call_command("inbound_events_replay", "--failed", "--since", "yesterday")
+
+    InboundEvent.objects.update(body=None)
+    call_command("inbound_events_replay", str(event.pk))
+    captured = capsys.readouterr()
+    assert "0 event(s) queued for replay" in captured.out
+    assert f"Event {event.pk} cannot be replayed" in captured.err

@@ -11,7 +11,7 @@ from django.urls import reverse
 from crm.celery import app as celery_app
 from interactions.models import InboundEvent, Interaction
 from tests.conftest import database_url_for_subprocess, wait_until
-from tests.interactions.fixtures.webhooks import channel_secrets, chat_headers  # noqa: F401 - pytest fixtures
+from tests.interactions.fixtures.webhooks import channel_secrets, chat_headers, in_process_tasks  # noqa: F401 - pytest fixtures
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -95,3 +95,35 @@ def test_worker_killed_mid_processing_leaves_the_event_pending_and_it_is_process
     wait_until(lambda: event_state(event)[0] == "processed", timeout=30, message="the event after the restart")
     assert event_state(event) == ("processed", 1)
     assert Interaction.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_retries_of_one_request_store_one_event_and_one_interaction(in_process_tasks, channel_secrets):
+    import threading
+
+    from django.db import connection
+    from django.test import Client
+
+    payload = {"id": "race-1", "visitor": {"id": "v_race"}, "message": "Are you there?"}
+    bodies = [json.dumps(payload).encode()] * 4 + [json.dumps(payload, indent=n).encode() for n in range(1, 5)]
+    statuses = []
+    barrier = threading.Barrier(len(bodies))
+
+    def post(body):
+        try:
+            barrier.wait()
+            response = Client().post(reverse("webhook-chat"), body, content_type="application/json", **chat_headers(body))
+            statuses.append(response.status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post, args=(body,)) for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert statuses == [200] * len(bodies)
+    assert InboundEvent.objects.count() == 5  # one per distinct body
+    assert set(InboundEvent.objects.values_list("status", flat=True)) == {"processed"}
+    assert Interaction.objects.filter(external_id="race-1").count() == 1

@@ -202,3 +202,18 @@ def test_withheld_caller_fails_with_the_reason_and_answers_200(post_webhook):
     event = InboundEvent.objects.get()
     assert event.status == "failed"
     assert "'anonymous' is not a valid phone number" in event.error
+
+
+@pytest.mark.django_db
+def test_outbound_call_belongs_to_the_number_called(post_webhook):
+    params = [
+        (k, {"Direction": "outbound-api", "From": "+18005551212", "To": "+14158675309", "CallSid": "CA2"}.get(k, v))
+        for k, v in form("voice_completed.form")
+    ]
+
+    twilio_post(post_webhook, "webhook-twilio-voice", params)
+
+    call = Interaction.objects.get()
+    assert (call.direction, call.author_type, call.external_id) == ("outbound", "agent", "CA2")
+    assert call.customer.identities.get().value == "+14158675309"
+    assert call.data["duration_seconds"] == 187

@@ -9,6 +9,10 @@ stamps its time and emits its event); inbound events are replayed through
 import json
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -137,6 +141,26 @@ class InboundEventAdmin(admin.ModelAdmin):
     )
     readonly_fields = fields
 
+    def get_urls(self):
+        return [
+            path(
+                "<int:object_id>/replay/",
+                self.admin_site.admin_view(self.replay_view),
+                name="interactions_inboundevent_replay",
+            ),
+            *super().get_urls(),
+        ]
+
+    def replay_view(self, request, object_id):
+        """The Replay button of an event's page (POST only)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        event = get_object_or_404(InboundEvent.objects.defer("body"), pk=object_id)
+        if not self.has_change_permission(request, event):
+            raise PermissionDenied
+        self._replay(request, [event.pk])
+        return HttpResponseRedirect(reverse("admin:interactions_inboundevent_change", args=[event.pk]))
+
     def has_add_permission(self, request):
         return False  # events arrive from providers only
 
@@ -174,7 +198,10 @@ class InboundEventAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Replay (process again; stored interactions are not doubled)"), permissions=["change"])
     def replay_selected(self, request, queryset):
-        queued, purged = inbound_events_replay(event_ids=list(queryset.values_list("pk", flat=True)))
+        self._replay(request, list(queryset.values_list("pk", flat=True)))
+
+    def _replay(self, request, event_ids):
+        queued, purged = inbound_events_replay(event_ids=event_ids)
         if queued:
             self.message_user(request, _("Queued %(n)d event(s) for replay.") % {"n": len(queued)})
         if purged:

@@ -178,3 +178,18 @@ def test_replay_action_reports_purged_events(admin_client, post_webhook):
 
     assert any("cannot be replayed" in text for text in texts(response))
     assert Conversation.objects.count() == 1
+
+
+def test_replay_button_on_the_event_page(admin_client, post_webhook, django_capture_on_commit_callbacks):
+    chat_post(post_webhook, {"id": "m1", "visitor": {"id": "v1"}, "message": "hi"})
+    event = InboundEvent.objects.get()
+    url = reverse("admin:interactions_inboundevent_replay", args=[event.pk])
+    assert url in admin_client.get(reverse("admin:interactions_inboundevent_change", args=[event.pk])).content.decode()
+
+    assert admin_client.get(url).status_code == 405
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(url, follow=True)
+
+    assert "Queued 1 event(s) for replay." in texts(response)
+    event.refresh_from_db()
+    assert (event.status, event.attempts, event.result["duplicate"]) == ("processed", 2, 1)

@@ -127,6 +127,10 @@ DATA_DIR = Path(env("DATA_DIR", str(BASE_DIR / "var")))
 DATABASE_URL = env("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        # Parameters travel apart from the SQL instead of being quoted into it by Python: a bulk
+        # batch's IN lists and arrays cost the client next to nothing.
+        DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {

@@ -113,6 +113,29 @@ def conversation_list(*, customer_id=None, status=None, assignee_id=None, channe
     return queryset.order_by("-last_activity_at", "-id")
 
 
+def conversations_open_latest(*, customer_ids) -> dict[int, Conversation]:
+    """{customer id: their open or pending conversation with the latest activity}."""
+    customer_ids = sorted(set(customer_ids))
+    if not customer_ids:
+        return {}
+    statuses = [Conversation.Status.OPEN, Conversation.Status.PENDING]
+    if connection.vendor == "postgresql":
+        # One index probe per customer (LATERAL … LIMIT 1), whatever the planner's statistics say:
+        # an IN list over a thousand customers can lead it to walk every open conversation instead.
+        sql = (
+            f"SELECT c.* FROM unnest(%s::bigint[]) AS k(id) CROSS JOIN LATERAL (SELECT * FROM "
+            f"{Conversation._meta.db_table} c WHERE c.customer_id = k.id AND c.status = ANY(%s::varchar[]) "
+            "ORDER BY c.last_activity_at DESC, c.id DESC LIMIT 1) c"
+        )
+        return {c.customer_id: c for c in Conversation.objects.raw(sql, [customer_ids, [str(s) for s in statuses]])}
+    latest = {}
+    for conversation in Conversation.objects.filter(customer_id__in=customer_ids, status__in=statuses).order_by(
+        "customer_id", "-last_activity_at", "-id"
+    ):
+        latest.setdefault(conversation.customer_id, conversation)
+    return latest
+
+
 def _json_contains_supported():
     from django.db import connection
 

@@ -17,6 +17,7 @@ from crm.bulk import rows_insert, rows_update
 from crm.locks import advisory_lock, customers_lock_shared
 from customers.identities import IdentityInvalid, identity_normalize
 from customers.models import Customer, Identity, Merge
+from customers.selectors import identities_find
 from customers.services import (
     customer_ids_resolve,
     customer_merge,
@@ -26,6 +27,7 @@ from customers.services import (
 from integrations.services import event_emit, events_emit
 from interactions.ingest import IdentityIn, IngestItem
 from interactions.models import Conversation, Interaction
+from interactions.selectors import conversations_open_latest
 from standards.services import canned_response_uses_record
 
 # Kinds that make up a conversation; a note joins an open one but never opens one.
@@ -242,11 +244,7 @@ def _resolve_customers(items, indexes):
     """Decide each item's customer: (customer_of, identity_id_of, created ids, rejected)."""
     rejected = {}
     pairs = {(i.kind, i.value) for index in indexes for i in items[index].identities}
-    identity_rows = {}
-    if pairs:
-        for row in Identity.objects.filter(value__in={value for _, value in pairs}).values("pk", "kind", "value", "customer_id"):
-            if (row["kind"], row["value"]) in pairs:
-                identity_rows[(row["kind"], row["value"])] = row
+    identity_rows = identities_find(pairs=pairs)
 
     asked = {items[index].customer_id for index in indexes if items[index].customer_id}
     live = customer_ids_resolve(asked) if asked else {}
@@ -396,11 +394,7 @@ def _assign_conversations(items, indexes, customer_of):
     named_ids = {items[i].conversation_id for i in indexes if items[i].conversation_id}
     named = {c.pk: c for c in Conversation.objects.filter(pk__in=named_ids)} if named_ids else {}
     replied = _conversations_replied_to(items, indexes)
-    open_by_customer = {}
-    for conversation in Conversation.objects.filter(
-        customer_id__in=customer_ids, status__in=[Conversation.Status.OPEN, Conversation.Status.PENDING]
-    ).order_by("customer_id", "-last_activity_at", "-id"):
-        open_by_customer.setdefault(conversation.customer_id, conversation)
+    open_by_customer = conversations_open_latest(customer_ids=customer_ids)
     # Conversations referenced by replies may belong to a customer merged since: compare survivors.
     owner_ids = {c.customer_id for c in [*named.values(), *replied.values()]}
     owners = customer_ids_resolve(owner_ids) if owner_ids else {}

@@ -27,6 +27,7 @@ _EMAIL_LOCAL = re.compile(r"^[^\s@\"(),:;<>\[\\\]]{1,64}$")
 _HANDLE = re.compile(r"^[a-z0-9._]{1,64}$")
 _NUMERIC_ID = re.compile(r"^[0-9]{1,32}$")
 _TOKEN = re.compile(r"^[^\s]{1,255}$")
+_WA_ID = re.compile(r"^[1-9][0-9]{6,14}$")
 
 MAX_VALUE_LENGTH = 320
 
@@ -61,19 +62,40 @@ def normalize_email(value):
     return f"{local.lower()}@{domain}"
 
 
-def normalize_phone(value, region=None):
+def _phone_strip(value):
     value = _clean(value).translate(_DIGITS)
     for prefix in ("tel:", "whatsapp:", "sms:"):
         if value.lower().startswith(prefix):
             value = value[len(prefix) :]
     if value.startswith("00"):
         value = "+" + value[2:]
+    return value
+
+
+def _phone_parse(value, region):
     try:
-        number = phonenumbers.parse(value, region or settings.DEFAULT_PHONE_REGION)
+        return phonenumbers.parse(value, region or settings.DEFAULT_PHONE_REGION)
     except phonenumbers.NumberParseException as exc:
         raise IdentityInvalid("invalid_phone", f"{value!r} is not a phone number.") from exc
+
+
+def normalize_phone(value, region=None):
+    value = _phone_strip(value)
+    number = _phone_parse(value, region)
     if not phonenumbers.is_valid_number(number):
         raise IdentityInvalid("invalid_phone", f"{value!r} is not a valid phone number.")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_whatsapp(value, region=None):
+    """A WhatsApp id is a number WhatsApp itself has verified, sent as international digits
+    without '+' ("wa_id"): accept any possible number, not only those in phonenumbers' ranges."""
+    value = _phone_strip(value)
+    if _WA_ID.match(value):
+        value = "+" + value
+    number = _phone_parse(value, region)
+    if not phonenumbers.is_possible_number(number):
+        raise IdentityInvalid("invalid_phone", f"{value!r} is not a phone number.")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -110,7 +132,7 @@ def normalize_instagram(value):
 _NORMALIZERS = {
     Identity.Kind.EMAIL: normalize_email,
     Identity.Kind.PHONE: normalize_phone,
-    Identity.Kind.WHATSAPP: normalize_phone,
+    Identity.Kind.WHATSAPP: normalize_whatsapp,
     Identity.Kind.FACEBOOK: normalize_numeric_id,
     Identity.Kind.INSTAGRAM: normalize_instagram,
     Identity.Kind.TWITTER: normalize_handle,

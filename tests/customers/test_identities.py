@@ -14,6 +14,8 @@ from customers.identities import IdentityInvalid, identity_guess, identity_norma
         ("phone", "0049 151 12345678", "+4915112345678"),
         ("phone", "tel:+44 20 7946 0958", "+442079460958"),
         ("whatsapp", "whatsapp:+14155238886", "+14155238886"),
+        ("whatsapp", "4915112345678", "+4915112345678"),  # Meta's wa_id: international digits, no '+'
+        ("whatsapp", "972987654321", "+972987654321"),  # possible though outside phonenumbers' known ranges
         ("facebook", "1234567890", "1234567890"),
         ("facebook", 1234567890, "1234567890"),
         ("instagram", "@Lisa_Shop", "lisa_shop"),

@@ -2,7 +2,7 @@
 
 from django.contrib import admin, messages
 from django.db.models import Count
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
@@ -167,10 +167,7 @@ class CustomerAdmin(admin.ModelAdmin):
             "<th>{}</th></tr></thead><tbody>{}</tbody></table>",
             _("when"), _("channel"), _("kind"), _("direction"), _("author"), _("content"), body,
         )
-        try:
-            changelist = reverse("admin:interactions_interaction_changelist") + f"?customer__id__exact={obj.pk}"
-        except NoReverseMatch:
-            return table
+        changelist = reverse("admin:interactions_interaction_changelist") + f"?customer__id__exact={obj.pk}"
         return format_html('{}<p><a href="{}">{}</a></p>', table, changelist, _("All interactions of this customer"))
 
     @admin.action(description=_("Merge the selected customers (the oldest survives)"))

@@ -78,6 +78,9 @@ def test_customer_page_shows_identities_and_the_timeline_of_every_channel(admin_
     positions = [timeline.index(text) for text in ("like", "call", "an email", "chat: شماره سفارش")]
     assert positions == sorted(positions), "newest first"
     assert "chat: 1, email: 1, facebook: 1, phone: 1" in html
+    all_of_them = html[html.index("All interactions of this customer") - 200:].split('href="')[1].split('"')[0]
+    listed = admin_client.get(all_of_them.replace("&amp;", "&"))
+    assert listed.status_code == 200 and listed.context["cl"].result_count == 4
 
 
 def test_editing_a_customer_goes_through_the_service(admin_client):

@@ -596,4 +596,9 @@ def conversation_update(*, conversation: Conversation, fields: dict, actor=None)
 def _after_conversation_change(conversation, previous_status):
     if conversation.status == Conversation.Status.RESOLVED and previous_status != Conversation.Status.RESOLVED:
         event_emit(event_type="conversation.resolved", payload=conversation_payload(conversation))
+    if conversation.status != previous_status:
+        # Resolution times, came-back windows and bot/human clocks depend on the status.
+        from metrics.services import customers_mark_dirty
+
+        customers_mark_dirty(customer_ids=[conversation.customer_id])
 

@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -153,10 +154,29 @@ def serve(port, demo_customers, demo_interactions):
 """,
         flush=True,
     )
+    # A plain `kill` must stop the scheduler too: turn SIGTERM into an exit that runs `finally`.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    beat = None
+    if not env.get("REDIS_URL"):
+        # No broker, so no worker: beat runs each scheduled task in its own process as it falls due
+        # (webhook retries, metrics recomputes, compliance watch, purges).
+        say("Starting the scheduler (celery beat, tasks in-process)")
+        data_dir = Path(env.get("DATA_DIR") or ROOT / "var")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        beat = subprocess.Popen(
+            [str(venv_python()), "-m", "celery", "-A", "crm", "beat", "--loglevel=WARNING",
+             "-s", str(data_dir / "celerybeat-schedule")],
+            cwd=ROOT,
+            env=env,
+        )
     try:
         return manage("runserver", f"{HOST}:{port}", env=env, check=False).returncode
     except KeyboardInterrupt:
         return 0
+    finally:
+        if beat is not None:
+            beat.terminate()
+            beat.wait(10)
 
 
 def test(args):

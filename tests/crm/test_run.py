@@ -132,6 +132,9 @@ def test_run_py_migrates_loads_the_demo_prints_a_login_and_serves(tmp_path):
         assert f"username: admin   password: {saved['password']}" in output
         assert saved["token"] in output
         assert "Demo data: 20 customers" in output
+        # and, with no broker, the scheduler runs beside the server (its schedule file appears)
+        wait_until(lambda: any((tmp_path / "data").glob("celerybeat-schedule*")), timeout=60,
+                   message="celery beat to start beside the server")
         customers = requests.get(f"{base}/api/v1/customers/", headers={"Authorization": f"Bearer {saved['token']}"},
                                  timeout=30)
         assert customers.status_code == 200

@@ -19,7 +19,8 @@ from rest_framework.test import APIClient
 from crm.api import SCOPES
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
+# The real provider payloads live beside the checkout (../shared/fixtures), or wherever CRM_SHARED_FIXTURES says.
+SHARED_FIXTURES = Path(os.environ.get("CRM_SHARED_FIXTURES") or ROOT.parent / "shared" / "fixtures")
 REQUIRE_ALL = os.environ.get("CRM_REQUIRE_ALL_TESTS") == "1"
 
 

@@ -4,22 +4,12 @@ For a thousand rows, Django's `bulk_create`/`bulk_update` spend more time
 compiling one placeholder per value (and, for updates, a CASE per column)
 than PostgreSQL spends storing them. On PostgreSQL these send one array per
 column instead: `INSERT … SELECT FROM unnest(…)` and `UPDATE … FROM
-unnest(…)`, a fixed number of parameters whatever the batch size. Other
-databases get Django's own methods, which behave the same.
+unnest(…)`, a fixed number of parameters whatever the batch size (bound
+server-side: see DATABASES in crm/settings.py). Other databases get Django's
+own methods, which behave the same.
 """
 
-import psycopg
 from django.db import connection, models
-
-
-def _cursor():
-    """A server-side-binding psycopg cursor on Django's connection (same transaction).
-
-    Django's psycopg cursors bind client-side, quoting every array element
-    through Python; with server-side binding the arrays go as parameters.
-    """
-    connection.ensure_connection()
-    return psycopg.Cursor(connection.connection)
 
 
 def _column_type(field):
@@ -60,7 +50,7 @@ def rows_insert(model, objs):
         arrays=", ".join(f"%s::{_column_type(f)}[]" for f in fields),
         pk=quote(meta.pk.column),
     )
-    with _cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(sql, _arrays(fields, objs, adding=True))
         ids = [row[0] for row in cursor.fetchall()]
     # INSERT … SELECT returns rows in the order unnest produced them, which is the order given.
@@ -90,6 +80,6 @@ def rows_update(model, objs, field_names):
         columns=", ".join(columns),
         pk=quote(meta.pk.column),
     )
-    with _cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(sql, _arrays([meta.pk, *fields], objs, adding=False))
         return cursor.rowcount

@@ -2,7 +2,7 @@ import json
 from unittest import mock
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from integrations.events import EVENT_TYPES
 from integrations.models import WebhookDelivery
@@ -54,10 +54,8 @@ def test_emit_records_one_delivery_per_matching_subscription(
     events = [("customer.created", {"id": 1}), ("interaction.created", {"id": 2})]
 
     # when
-    # savepoint, the subscriptions, one insert, release; on PostgreSQL the insert (INSERT … unnest) goes
-    # through crm.bulk's own psycopg cursor, which Django does not count
-    expected = 3 if connection.vendor == "postgresql" else 4
-    with django_capture_on_commit_callbacks(execute=True), django_assert_num_queries(expected):
+    # savepoint, the subscriptions, one insert, release
+    with django_capture_on_commit_callbacks(execute=True), django_assert_num_queries(4):
         with transaction.atomic():
             events_emit(events=events)
 

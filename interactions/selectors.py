@@ -113,6 +113,32 @@ def conversation_list(*, customer_id=None, status=None, assignee_id=None, channe
     return queryset.order_by("-last_activity_at", "-id")
 
 
+def interactions_by_keys(*, keys) -> dict[tuple[str, str], Interaction]:
+    """{(source, external_id): the stored interaction} for the keys already stored (replays)."""
+    keys = sorted(set(keys))
+    if not keys:
+        return {}
+    if connection.vendor == "postgresql":
+        # One probe of the (source, external_id) unique index per key: with `external_id IN (…)` the
+        # planner may instead walk every row of a busy source and filter.
+        sources, external_ids = zip(*keys)
+        sql = (
+            "SELECT i.* FROM unnest(%s::varchar[], %s::varchar[]) AS k(source, external_id) CROSS JOIN LATERAL "
+            f"(SELECT * FROM {Interaction._meta.db_table} i WHERE i.source = k.source "
+            "AND i.external_id = k.external_id) i"
+        )
+        rows = Interaction.objects.raw(sql, [list(sources), list(external_ids)])
+    else:
+        by_source = {}
+        for source, external_id in keys:
+            by_source.setdefault(source, set()).add(external_id)
+        condition = Q()
+        for source, external_ids in by_source.items():
+            condition |= Q(source=source, external_id__in=external_ids)
+        rows = Interaction.objects.filter(condition)
+    return {(row.source, row.external_id): row for row in rows}
+
+
 def conversations_open_latest(*, customer_ids) -> dict[int, Conversation]:
     """{customer id: their open or pending conversation with the latest activity}."""
     customer_ids = sorted(set(customer_ids))

@@ -27,7 +27,7 @@ from customers.services import (
 from integrations.services import event_emit, events_emit
 from interactions.ingest import IdentityIn, IngestItem
 from interactions.models import Conversation, Interaction
-from interactions.selectors import conversations_open_latest
+from interactions.selectors import conversations_open_latest, interactions_by_keys
 from standards.services import canned_response_uses_record
 
 # Kinds that make up a conversation; a note joins an open one but never opens one.
@@ -110,7 +110,7 @@ def _ingest(items, invalid):
     )
 
     # 1. Replays and duplicates within the batch.
-    stored = _interactions_by_key(items)
+    stored = interactions_by_keys(keys=[(item.source, item.external_id) for item in items])
     first_index = {}
     fresh = []
     for index, item in enumerate(items):
@@ -206,17 +206,6 @@ def conversation_payload(conversation):
         "channels": conversation.channels, "opened_at": conversation.opened_at,
         "resolved_at": conversation.resolved_at, "reopen_count": conversation.reopen_count,
     }
-
-
-def _interactions_by_key(items):
-    by_source = defaultdict(set)
-    for item in items:
-        by_source[item.source].add(item.external_id)
-    found = {}
-    for source, external_ids in by_source.items():
-        for row in Interaction.objects.filter(source=source, external_id__in=external_ids):
-            found[(row.source, row.external_id)] = row
-    return found
 
 
 class _Groups:

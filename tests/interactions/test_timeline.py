@@ -169,3 +169,18 @@ def test_an_empty_timeline_and_a_tombstone_page_through_like_any_other(api, djan
     assert [r["occurred_at"] for r in first["results"] + second["results"]] == [
         "2026-01-01T00:02:00Z", "2026-01-01T00:01:00Z", "2026-01-01T00:00:00Z"]
     assert second["next"] is None
+
+
+def test_customer_detail_query_count_is_pinned(api, django_assert_num_queries):
+    customer = CustomerFactory()
+    IdentityFactory(customer=customer)
+    IdentityFactory(customer=customer, kind="phone", value="+4915112345678")
+    for channel in ("chat", "email", "phone"):
+        InteractionFactory(customer=customer, channel=channel)
+    url = reverse("customer-detail", args=[customer.pk])
+    api.get(url)
+
+    # id resolution, the customer, identities, segments, counts per channel, metrics snapshot
+    with django_assert_num_queries(6):
+        response = api.get(url)
+    assert response.json()["channel_counts"] == {"chat": 1, "email": 1, "phone": 1}

@@ -34,7 +34,6 @@ import pstats
 import random
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,6 +42,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.database import database_migrated  # noqa: E402
 
 CUSTOMERS = 100_000
 CONVERSATIONS = 200_000
@@ -143,17 +144,7 @@ SELECT setval(pg_get_serial_sequence('interactions_interaction', 'id'), %(intera
 
 
 def database_prepare(args):
-    url = f"{args.server}/{args.database}"
-    with psycopg.connect(f"{args.server}/postgres", autocommit=True) as admin:
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.database]).fetchone()
-        if exists and args.refill:
-            admin.execute(f'DROP DATABASE "{args.database}" WITH (FORCE)')
-            exists = None
-        if not exists:
-            admin.execute(f'CREATE DATABASE "{args.database}"')
-    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "1"}
-    env.pop("REDIS_URL", None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "--skip-checks", "-v", "0"], cwd=ROOT, env=env, check=True)
+    url = database_migrated(server=args.server, name=args.database, refill=args.refill)
     with psycopg.connect(url, autocommit=True) as conn:
         filled = conn.execute("SELECT count(*) FROM interactions_interaction WHERE source = 'bench'").fetchone()[0]
         if filled >= INTERACTIONS:

@@ -30,7 +30,6 @@ import os
 import pstats
 import random
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -40,6 +39,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.database import database_migrated  # noqa: E402
 
 CUSTOMERS = 100_000
 INTERACTIONS = 1_000_000
@@ -64,17 +65,7 @@ def parse_args():
 
 
 def database_prepare(args):
-    url = f"{args.server}/{args.database}"
-    with psycopg.connect(f"{args.server}/postgres", autocommit=True) as admin:
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.database]).fetchone()
-        if exists and args.refill:
-            admin.execute(f'DROP DATABASE "{args.database}" WITH (FORCE)')
-            exists = None
-        if not exists:
-            admin.execute(f'CREATE DATABASE "{args.database}"')
-    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "1"}
-    env.pop("REDIS_URL", None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "--skip-checks", "-v", "0"], cwd=ROOT, env=env, check=True)
+    url = database_migrated(server=args.server, name=args.database, refill=args.refill)
     with psycopg.connect(url, autocommit=True) as conn:
         filled = conn.execute("SELECT count(*) FROM interactions_interaction WHERE source = 'bench'").fetchone()[0]
         if filled >= INTERACTIONS:

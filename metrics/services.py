@@ -8,6 +8,7 @@ customers serialise instead of doubling journeys; the unique constraints on
 Journey are the backstop.
 """
 
+import itertools
 import operator
 from collections import defaultdict
 from datetime import timedelta
@@ -178,29 +179,8 @@ def _histories(customer_ids, rules, scope=None):
 
     `scope` (an IdRange covering them) reads by range; rows of customers outside `customer_ids` are skipped.
     """
-    by_customer = {pk: ([], []) for pk in customer_ids}
-    needs = set()
-    current, rows = None, None
-    for row in storage.interaction_rows(scope or customer_ids, bool(rules)):
-        customer_id = row[compute.I_CUSTOMER]
-        if customer_id != current:
-            current = customer_id
-            found = by_customer.get(customer_id)
-            rows = found[0] if found is not None else None
-        if rows is None:
-            continue
-        rows.append(row)
-        if row[compute.I_NEEDS_SCORING]:
-            needs.add(customer_id)
-    for conversation_id, customer_id, opened_at, resolved_at, reopen_count, channel in storage.conversation_rows(
-            scope or customer_ids):
-        found = by_customer.get(customer_id)
-        if found is not None:
-            found[1].append((conversation_id, opened_at, resolved_at, reopen_count, [channel] if channel else []))
-    for pk in needs:
-        rows, conversations = by_customer[pk]
-        by_customer[pk] = (_analyse(rows, rules), conversations)
-    return by_customer
+    return _histories_from(customer_ids, storage.interaction_rows(scope or customer_ids, bool(rules)),
+                           storage.conversation_rows(scope or customer_ids), rules)
 
 
 # --- writing the results -----------------------------------------------------------------
@@ -243,13 +223,15 @@ def _conversation_days(row):
 
 
 def _grouped(rows):
-    """[(customer_id, *fields)] -> {customer_id: sorted [fields tuple]}."""
-    found = defaultdict(list)
-    for row in rows:
-        found[row[0]].append(tuple(row[1:]))
-    for values in found.values():
-        values.sort(key=lambda v: (v[0], v[1:2]))
-    return found
+    """[(customer_id, *fields)] -> {customer_id: [fields tuple] sorted by the first two fields}."""
+    return {
+        customer_id: [row[1:] for row in group]
+        for customer_id, group in itertools.groupby(sorted(rows, key=_by_customer_then_two), key=_customer_key)
+    }
+
+
+_by_customer_then_two = operator.itemgetter(0, 1, 2)
+_customer_key = operator.itemgetter(0)
 
 
 def _write(results, now, events, scope=None):
@@ -431,23 +413,24 @@ def _compute_and_write(histories, now, scope):
 
 
 def _histories_from(ids, rows, conversations, rules):
-    """Group a chunk's streamed rows into {customer_id: (rows, conversations)} for the live `ids`."""
+    """Group rows in customer order into {customer_id: (rows, conversations)} for the live `ids`."""
     by_customer = {pk: ([], []) for pk in ids}
-    needs = set()
-    for row in rows:
-        found = by_customer.get(row[compute.I_CUSTOMER])
+    for customer_id, group in itertools.groupby(rows, key=_customer_of):
+        found = by_customer.get(customer_id)
         if found is not None:
-            found[0].append(row)
-            if row[compute.I_NEEDS_SCORING]:
-                needs.add(row[compute.I_CUSTOMER])
+            found[0].extend(group)
     for conversation_id, customer_id, opened_at, resolved_at, reopen_count, channel in conversations:
         found = by_customer.get(customer_id)
         if found is not None:
             found[1].append((conversation_id, opened_at, resolved_at, reopen_count, [channel] if channel else []))
-    for pk in needs:
+    needs = {row[compute.I_CUSTOMER] for row in rows if row[compute.I_NEEDS_SCORING]}
+    for pk in needs & by_customer.keys():
         history, found = by_customer[pk]
         by_customer[pk] = (_analyse(history, rules), found)
     return by_customer
+
+
+_customer_of = operator.itemgetter(compute.I_CUSTOMER)
 
 
 def _all_recompute_streaming(now, progress):
@@ -516,11 +499,13 @@ def conversations_changed_mark(*, window=None) -> int:
         "pk", "customer_id", "resolved_at", "reopen_count"))
     if not recent:
         return 0
+    # One array parameter (PostgreSQL) or batches: a bulk import can touch more conversations in the
+    # window than a statement takes parameters.
     stored = {
         pk: (customer_id, resolved_at, reopen_count)
-        for pk, customer_id, resolved_at, reopen_count in ConversationMetrics.objects.filter(
-            conversation_id__in=[row[0] for row in recent]).values_list(
-            "conversation_id", "customer_id", "resolved_at", "reopen_count")
+        for pk, customer_id, resolved_at, reopen_count in storage.rows_of(
+            ConversationMetrics, ("customer_id", "resolved_at", "reopen_count"), "conversation_id",
+            [row[0] for row in recent])
     }
     stale = {customer_id for pk, customer_id, resolved_at, reopen_count in recent
              if stored.get(pk) != (customer_id, resolved_at, reopen_count)}

@@ -8,6 +8,11 @@ writes. It runs on Django's own connection, inside the caller's transaction.
 Every other database takes the ORM path; both return the same tuples.
 """
 
+import bisect
+import operator
+import queue
+import threading
+
 import psycopg
 from django.db import connection
 from psycopg.pq import Format
@@ -118,6 +123,9 @@ def bodies(interaction_ids):
 # --- the metrics tables ----------------------------------------------------------------------
 
 
+ORM_BATCH = 900
+
+
 def rows_of(model, fields, key, values):
     """[(key, *fields)] of the rows whose `key` is in `values`."""
     if is_postgres():
@@ -125,7 +133,16 @@ def rows_of(model, fields, key, values):
         columns = ", ".join(model._meta.get_field(name).column for name in (key, *fields))
         where, params = _match(model._meta.get_field(key).column, values)
         return fetch(f"SELECT {columns} FROM {table} WHERE {where}", params)
-    return list(model.objects.filter(**orm_match(key, values)).order_by().values_list(key, *fields))
+    if isinstance(values, IdRange):
+        return list(model.objects.filter(**orm_match(key, values)).order_by().values_list(key, *fields))
+    # Batches: SQLite caps the number of parameters of one statement.
+    values = list(values)
+    return [
+        row
+        for start in range(0, len(values), ORM_BATCH)
+        for row in model.objects.filter(**orm_match(key, values[start:start + ORM_BATCH])).order_by().values_list(
+            key, *fields)
+    ]
 
 
 def _columns(model, fields):
@@ -234,46 +251,94 @@ def stream_chunks(chunk_size, rules_exist, chunks):
     once, in (customer, time) order, through server-side cursors on a
     connection of its own (one snapshot for the whole pass), while the
     caller writes and commits chunk by chunk on Django's connection.
-    Memory: one chunk's rows at a time.
+
+    The reading runs in a thread of its own, at most two chunks ahead: while
+    PostgreSQL sorts and sends the next rows (psycopg waits without the GIL),
+    the caller computes and writes the current chunk. Memory: three chunks'
+    rows at most.
     """
     from django.db import connections
 
-    reader = connections.create_connection("default")
+    results = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item):
+        while not stop.is_set():
+            try:
+                results.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read():
+        reader = connections.create_connection("default")
+        try:
+            reader.ensure_connection()
+            pg = reader.connection
+            with pg.transaction():
+                interactions = _pages(pg, "metrics_stream_interactions", STREAM_INTERACTIONS_SQL,
+                                      {"rules": bool(rules_exist)})
+                conversations = _pages(pg, "metrics_stream_conversations", STREAM_CONVERSATIONS_SQL, {})
+                for chunk in range(chunks):
+                    end = (chunk + 1) * chunk_size
+                    if not put((chunk, interactions.take_below(end), conversations.take_below(end))):
+                        return
+            put(None)
+        except BaseException as exc:  # handed to the caller, who raises it
+            put(exc)
+        finally:
+            reader.close()
+
+    thread = threading.Thread(target=read, name="metrics-stream", daemon=True)
+    thread.start()
     try:
-        reader.ensure_connection()
-        pg = reader.connection
-        with pg.transaction():
-            interactions = _server_cursor(pg, "metrics_stream_interactions", STREAM_INTERACTIONS_SQL,
-                                          {"rules": bool(rules_exist)})
-            conversations = _server_cursor(pg, "metrics_stream_conversations", STREAM_CONVERSATIONS_SQL, {})
-            pending_row = next(interactions, None)
-            pending_conversation = next(conversations, None)
-            for chunk in range(chunks):
-                end = (chunk + 1) * chunk_size
-                rows = []
-                while pending_row is not None and pending_row[1] < end:
-                    rows.append(pending_row)
-                    pending_row = next(interactions, None)
-                found = []
-                while pending_conversation is not None and pending_conversation[1] < end:
-                    found.append(pending_conversation)
-                    pending_conversation = next(conversations, None)
-                yield chunk, rows, found
+        while True:
+            item = results.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
     finally:
-        reader.close()
+        stop.set()
+        thread.join()
 
 
-def _server_cursor(pg, name, sql, params, page=20_000):
-    """Rows of `sql` through a server-side cursor, fetched `page` rows per round trip."""
-    cursor = psycopg.ServerCursor(pg, name)
-    for oid in _OIDS.values():
-        cursor.adapters.register_loader(oid, psycopg.adapters.get_loader(oid, Format.BINARY))
-    cursor.execute(sql, params, binary=True)
-    while True:
-        rows = cursor.fetchmany(page)
-        if not rows:
-            return
-        yield from rows
+class _pages:
+    """Rows of `sql` (ordered by its second column, the customer) through a server-side cursor, page by page."""
+
+    def __init__(self, pg, name, sql, params, page=20_000):
+        self.cursor = psycopg.ServerCursor(pg, name)
+        for oid in _OIDS.values():
+            self.cursor.adapters.register_loader(oid, psycopg.adapters.get_loader(oid, Format.BINARY))
+        self.cursor.execute(sql, params, binary=True)
+        self.page = page
+        self.rows = []
+        self.done = False
+
+    def take_below(self, end):
+        """The next rows whose customer id is below `end`: whole pages cut with a bisection, no per-row Python."""
+        taken = []
+        while True:
+            if not self.rows:
+                if self.done:
+                    return taken
+                self.rows = self.cursor.fetchmany(self.page)
+                if not self.rows:
+                    self.done = True
+                    return taken
+            cut = bisect.bisect_left(self.rows, end, key=_customer)
+            if cut == len(self.rows):
+                taken += self.rows
+                self.rows = []
+                continue
+            taken += self.rows[:cut]
+            self.rows = self.rows[cut:]
+            return taken
+
+
+_customer = operator.itemgetter(1)
 
 
 def values_list(queryset, *fields):

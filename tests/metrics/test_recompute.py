@@ -173,6 +173,26 @@ def test_resolving_a_conversation_through_the_api_path_is_noticed_by_the_minute_
     assert services.dirty_customers_recompute() == 0  # nothing left to notice
 
 
+def test_the_minute_task_compares_more_recent_conversations_than_one_statement_takes(monkeypatch):
+    from interactions.models import Conversation
+    from interactions.services import conversation_update
+    from metrics import storage
+
+    # given: a few customers' conversations, read back in batches of two (SQLite) or one array (PostgreSQL)
+    monkeypatch.setattr(storage, "ORM_BATCH", 2)
+    rows = [ingest(f"many{n}@example.com", when=ago(2), sentiment=-0.5) for n in range(5)]
+    services.dirty_customers_recompute()
+
+    # when: two of them are resolved outside ingestion
+    for row in rows[1:3]:
+        conversation_update(conversation=Conversation.objects.get(pk=row.conversation_id), fields={"status": "resolved"})
+
+    # then: exactly their customers are noticed
+    assert services.conversations_changed_mark() == 2
+    assert set(DirtyCustomer.objects.values_list("customer_id", flat=True)) == {rows[1].customer_id,
+                                                                                rows[2].customer_id}
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_recomputes_of_the_same_customers_never_double_journeys():

@@ -131,6 +131,9 @@ def journeys_compute(rows, t: Thresholds) -> list[JourneyRow]:
         incident = row[I_INCIDENT]
         if current is not None and incident is not None and incident < current.started_at:
             current.started_at = incident if floor is None or incident > floor else floor
+        # Most rows are no signal at all: not a survey, not a mark, not inbound (signal_of's first tests).
+        if not row[I_SURVEY_KIND] and row[I_MOOD] is None and row[I_DIRECTION] != INBOUND:
+            continue
         kind, name = signal_of(row, t)
         if kind == MISERY:
             if current is None:
@@ -173,27 +176,40 @@ def _journeys_effort(journeys, rows):
         last_channel = None
         chats = {}
         minutes = 0.0
-        while position < count and (end is None or rows[position][I_AT] <= end):
+        first_contact_at = None
+        first_channel = ""
+        channels = []
+        interactions = switches = 0
+        while position < count:
             row = rows[position]
+            at = row[I_AT]
+            if end is not None and at > end:
+                break
             position += 1
-            if row[I_KIND] == "call" and row[I_DURATION]:
+            kind = row[I_KIND]
+            channel = row[I_CHANNEL]
+            if kind == "call" and row[I_DURATION]:
                 minutes += row[I_DURATION] / 60.0
-            if row[I_CHANNEL] == "chat" and row[I_KIND] in CONVERSATIONAL_KINDS:
+            if channel == "chat" and kind in CONVERSATIONAL_KINDS:
                 key = row[I_CONVERSATION] or -row[I_ID]
                 first_last = chats.get(key)
-                chats[key] = (row[I_AT], row[I_AT]) if first_last is None else (first_last[0], row[I_AT])
+                chats[key] = (at, at) if first_last is None else (first_last[0], at)
             if row[I_DIRECTION] != INBOUND or row[I_AUTHOR] != CUSTOMER:
                 continue
-            if journey.first_contact_at is None:
-                journey.first_contact_at = row[I_AT]
-                journey.channel = row[I_CHANNEL]
-            journey.customer_interactions += 1
-            channel = row[I_CHANNEL]
-            if channel not in journey.channels:
-                journey.channels.append(channel)
+            if first_contact_at is None:
+                first_contact_at = at
+                first_channel = channel
+            interactions += 1
+            if channel not in channels:
+                channels.append(channel)
             if last_channel is not None and channel != last_channel:
-                journey.channel_switches += 1
+                switches += 1
             last_channel = channel
+        journey.first_contact_at = first_contact_at
+        journey.channel = first_channel
+        journey.channels = channels
+        journey.customer_interactions = interactions
+        journey.channel_switches = switches
         for first, last in chats.values():
             minutes += (last - first).total_seconds() / 60.0
         journey.call_chat_minutes = round(minutes, 3)
@@ -217,18 +233,23 @@ def visits_compute(rows, t: Thresholds):
     starts = []
     spans = []
     last = None
+    visit_gap, churn = t.visit_gap, t.churn
     for row in rows:
         # A survey answer is us asking, not the customer coming: it is no visit (else every
         # post-resolution CSAT would count as "came back").
         if row[I_DIRECTION] != INBOUND or row[I_KIND] == "survey":
             continue
         at = row[I_AT]
-        if last is None or at - last > t.visit_gap:
+        if last is None:
             starts.append(at)
-        if last is None or at - last > t.churn:
-            if spans:
-                spans[-1] = (spans[-1][0], last, last + t.churn)
             spans.append((at, at, None))
+        else:
+            gap = at - last
+            if gap > visit_gap:
+                starts.append(at)
+            if gap > churn:
+                spans[-1] = (spans[-1][0], last, last + churn)
+                spans.append((at, at, None))
         last = at
     if spans:
         spans[-1] = (spans[-1][0], last, last + t.churn)
@@ -254,10 +275,17 @@ class ConversationRow:
 
 def conversations_compute(rows, conversations, visit_starts, now, t: Thresholds) -> list[ConversationRow]:
     """Clocks of each conversation. `conversations`: [(id, opened_at, resolved_at, reopen_count, channels)]."""
+    if not conversations:
+        return []
     by_conversation = {}
     for row in rows:
-        if row[I_CONVERSATION] is not None and row[I_KIND] in CONVERSATIONAL_KINDS:
-            by_conversation.setdefault(row[I_CONVERSATION], []).append(row)
+        conversation = row[I_CONVERSATION]
+        if conversation is not None and row[I_KIND] in CONVERSATIONAL_KINDS:
+            own = by_conversation.get(conversation)
+            if own is None:
+                by_conversation[conversation] = [row]
+            else:
+                own.append(row)
     out = []
     for conversation_id, opened_at, resolved_at, reopen_count, channels in conversations:
         own = by_conversation.get(conversation_id, ())
@@ -268,18 +296,25 @@ def conversations_compute(rows, conversations, visit_starts, now, t: Thresholds)
             resolved_at=resolved_at,
             reopen_count=reopen_count,
         )
-        first_bot = first_agent = None
+        first_bot = first_agent = first_inbound = first_response = None
         for row in own:
-            if row[I_DIRECTION] == INBOUND and row[I_AUTHOR] == CUSTOMER:
-                if result.first_inbound_at is None:
-                    result.first_inbound_at = row[I_AT]
-            elif row[I_DIRECTION] == OUTBOUND and row[I_AUTHOR] in RESPONDERS:
-                if row[I_AUTHOR] == "bot":
+            direction = row[I_DIRECTION]
+            author = row[I_AUTHOR]
+            if direction == INBOUND and author == CUSTOMER:
+                if first_inbound is None:
+                    first_inbound = row[I_AT]
+            elif direction == OUTBOUND and author in RESPONDERS:
+                if author == "bot":
                     first_bot = first_bot or row[I_AT]
                 else:
                     first_agent = first_agent or row[I_AT]
-                if result.first_inbound_at is not None and result.first_response_at is None:
-                    result.first_response_at = row[I_AT]
+                if first_inbound is not None and first_response is None:
+                    first_response = row[I_AT]
+                # Nothing later changes any of the four.
+                if first_response is not None and first_bot is not None and first_agent is not None:
+                    break
+        result.first_inbound_at = first_inbound
+        result.first_response_at = first_response
         if result.first_response_at is not None:
             result.first_response_seconds = (result.first_response_at - result.first_inbound_at).total_seconds()
         if first_agent is not None:

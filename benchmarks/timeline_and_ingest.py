@@ -153,9 +153,7 @@ def django_setup(url, redis_url):
         "LOG_LEVEL": "WARNING",
         "DJANGO_SETTINGS_MODULE": "crm.settings",
     })
-    import django
-
-    django.setup()
+    import crm.wsgi  # noqa: F401  set up as a gunicorn worker is, garbage collector tuning included
     from django.test import Client
 
     from crm.api import SCOPES

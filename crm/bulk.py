@@ -5,11 +5,14 @@ compiling one placeholder per value (and, for updates, a CASE per column)
 than PostgreSQL spends storing them. On PostgreSQL these send one array per
 column instead: `INSERT … SELECT FROM unnest(…)` and `UPDATE … FROM
 unnest(…)`, a fixed number of parameters whatever the batch size (bound
-server-side: see DATABASES in crm/settings.py). Other databases get Django's
-own methods, which behave the same.
+server-side: see DATABASES in crm/settings.py). The arrays travel in
+PostgreSQL's binary format (`%b`): psycopg's text format escapes every
+element with a regular expression, five times slower for a thousand rows.
+Other databases get Django's own methods, which behave the same.
 """
 
 from django.db import connection, models
+from django.utils import timezone
 
 
 def _column_type(field):
@@ -18,14 +21,25 @@ def _column_type(field):
 
 def _arrays(fields, objs, *, adding):
     arrays = []
+    now = None
     for field in fields:
-        if _passes_through(field):
+        if _stamped(field, adding):
+            # One clock reading for the whole batch, as a single UPDATE's now() would give.
+            now = now or timezone.now()
+            for obj in objs:
+                setattr(obj, field.attname, now)
+            arrays.append([now] * len(objs))
+        elif _passes_through(field):
             # psycopg adapts these Python values itself; Django's per-value preparation is what costs here.
             attname = field.attname
             arrays.append([getattr(obj, attname) for obj in objs])
         else:
             arrays.append([field.get_db_prep_save(field.pre_save(obj, adding), connection) for obj in objs])
     return arrays
+
+
+def _stamped(field, adding):
+    return type(field) is models.DateTimeField and (field.auto_now or (adding and field.auto_now_add))
 
 
 def _passes_through(field):
@@ -47,7 +61,7 @@ def rows_insert(model, objs):
     sql = "INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}) RETURNING {pk}".format(
         table=quote(meta.db_table),
         columns=", ".join(quote(f.column) for f in fields),
-        arrays=", ".join(f"%s::{_column_type(f)}[]" for f in fields),
+        arrays=", ".join(f"%b::{_column_type(f)}[]" for f in fields),
         pk=quote(meta.pk.column),
     )
     with connection.cursor() as cursor:
@@ -76,10 +90,64 @@ def rows_update(model, objs, field_names):
     ).format(
         table=quote(meta.db_table),
         assignments=", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in fields),
-        arrays=", ".join(f"%s::{_column_type(f)}[]" for f in [meta.pk, *fields]),
+        arrays=", ".join(f"%b::{_column_type(f)}[]" for f in [meta.pk, *fields]),
         columns=", ".join(columns),
         pk=quote(meta.pk.column),
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, _arrays([meta.pk, *fields], objs, adding=False))
         return cursor.rowcount
+
+
+def instance_factory(model):
+    """`build(**values)`: a new `model(**values)` by the constructor's positional path, twice as fast.
+
+    Values are given by attribute name (`customer_id`, not `customer`); fields
+    not given get their defaults, a callable default called for each instance.
+    """
+    fields = model._meta.concrete_fields
+    positions = {field.attname: position for position, field in enumerate(fields)}
+    fixed = [None if field.has_default() and callable(field.default) else field.get_default() for field in fields]
+    called = [(position, field.default) for position, field in enumerate(fields)
+              if field.has_default() and callable(field.default)]
+
+    def build(**values):
+        row = fixed.copy()
+        for position, default in called:
+            row[position] = default()
+        for name, value in values.items():
+            row[positions[name]] = value
+        return model(*row)
+
+    return build
+
+
+def select_list(model, alias):
+    """Every concrete column of `model`, qualified by `alias`, in the order `rows_fetch` expects."""
+    quote = connection.ops.quote_name
+    return ", ".join(f"{alias}.{quote(f.column)}" for f in model._meta.concrete_fields)
+
+
+def rows_fetch(model, sql, params):
+    """Instances of `model` from raw SQL that selects `select_list(model, …)`.
+
+    What `Model.objects.raw()` gives, at a third of its cost per row: the
+    values go to the model's positional constructor, and only the columns
+    whose values need converting (JSON; dates on SQLite) are converted.
+    """
+    converters = []
+    for position, field in enumerate(model._meta.concrete_fields):
+        column = field.get_col(model._meta.db_table)
+        for convert in connection.ops.get_db_converters(column) + column.get_db_converters(connection):
+            converters.append((position, convert, column))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    objs = []
+    for row in rows:
+        if converters:
+            row = list(row)
+            for position, convert, column in converters:
+                row[position] = convert(row[position], column, connection)
+        objs.append(model.from_db(connection.alias, None, row))
+    return objs

@@ -24,7 +24,7 @@ def advisory_lock(keys) -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(%s::bigint[]) AS k ORDER BY 1) AS ordered",
+            "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(%b::bigint[]) AS k ORDER BY 1) AS ordered",
             [hashes],
         )
 
@@ -39,11 +39,15 @@ def customers_lock_shared(ids) -> dict[int, int | None]:
     ids = sorted(set(ids))
     if not ids:
         return {}
-    suffix = " FOR SHARE" if connection.vendor == "postgresql" else ""
-    placeholders = ", ".join(["%s"] * len(ids))
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id, merged_into_id FROM customers_customer WHERE id IN ({placeholders}) ORDER BY id{suffix}",
-            ids,
-        )
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT id, merged_into_id FROM customers_customer WHERE id = ANY(%b::bigint[]) ORDER BY id FOR SHARE",
+                [ids],
+            )
+        else:
+            placeholders = ", ".join(["%s"] * len(ids))
+            cursor.execute(
+                f"SELECT id, merged_into_id FROM customers_customer WHERE id IN ({placeholders}) ORDER BY id", ids
+            )
         return dict(cursor.fetchall())

@@ -35,7 +35,9 @@ MAX_VALUE_LENGTH = 320
 def _clean(value):
     if not isinstance(value, str):
         raise IdentityInvalid("invalid_type", "An identity value must be a string.")
-    value = unicodedata.normalize("NFKC", value).translate(_INVISIBLE).strip()
+    if not value.isascii():  # ASCII is already NFKC and holds no invisible marks
+        value = unicodedata.normalize("NFKC", value).translate(_INVISIBLE)
+    value = value.strip()
     if not value:
         raise IdentityInvalid("blank", "An identity value must not be blank.")
     if len(value) > MAX_VALUE_LENGTH:
@@ -52,10 +54,16 @@ def normalize_email(value):
         raise IdentityInvalid("invalid_email", f"{value!r} is not an email address.")
     if not _EMAIL_LOCAL.match(local) or local.startswith(".") or local.endswith(".") or ".." in local:
         raise IdentityInvalid("invalid_email", f"{value!r} is not an email address.")
-    try:
-        domain = domain.rstrip(".").encode("idna").decode("ascii").lower()
-    except UnicodeError as exc:
-        raise IdentityInvalid("invalid_email", f"The domain of {value!r} is not a valid domain name.") from exc
+    domain = domain.rstrip(".")
+    if domain.isascii():
+        # What the IDNA codec gives an ASCII name, without its per-label Python work; the checks below
+        # are the ones it would make.
+        domain = domain.lower()
+    else:
+        try:
+            domain = domain.encode("idna").decode("ascii").lower()
+        except UnicodeError as exc:
+            raise IdentityInvalid("invalid_email", f"The domain of {value!r} is not a valid domain name.") from exc
     labels = domain.split(".")
     if len(labels) < 2 or not all(labels) or any(len(label) > 63 for label in labels):
         raise IdentityInvalid("invalid_email", f"The domain of {value!r} is not a valid domain name.")

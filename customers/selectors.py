@@ -21,7 +21,7 @@ def identities_find(*, pairs) -> dict[tuple[str, str], dict]:
     if connection.vendor == "postgresql":
         kinds, values = zip(*pairs)
         sql = (
-            "SELECT i.id, i.kind, i.value, i.customer_id FROM unnest(%s::varchar[], %s::varchar[]) AS k(kind, value) "
+            "SELECT i.id, i.kind, i.value, i.customer_id FROM unnest(%b::varchar[], %b::varchar[]) AS k(kind, value) "
             f"JOIN {Identity._meta.db_table} i ON i.value = k.value AND i.kind = k.kind"
         )
         with connection.cursor() as cursor:

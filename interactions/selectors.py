@@ -3,6 +3,7 @@
 from django.db import connection
 from django.db.models import Count, Q
 
+from crm.bulk import rows_fetch, select_list
 from customers.models import Customer
 
 from interactions.models import Conversation, Interaction
@@ -123,11 +124,11 @@ def interactions_by_keys(*, keys) -> dict[tuple[str, str], Interaction]:
         # planner may instead walk every row of a busy source and filter.
         sources, external_ids = zip(*keys)
         sql = (
-            "SELECT i.* FROM unnest(%s::varchar[], %s::varchar[]) AS k(source, external_id) CROSS JOIN LATERAL "
-            f"(SELECT * FROM {Interaction._meta.db_table} i WHERE i.source = k.source "
-            "AND i.external_id = k.external_id) i"
+            f"SELECT {select_list(Interaction, 'i')} FROM unnest(%b::varchar[], %b::varchar[]) "
+            f"AS k(source, external_id) CROSS JOIN LATERAL (SELECT * FROM {Interaction._meta.db_table} i "
+            "WHERE i.source = k.source AND i.external_id = k.external_id) i"
         )
-        rows = Interaction.objects.raw(sql, [list(sources), list(external_ids)])
+        rows = rows_fetch(Interaction, sql, [list(sources), list(external_ids)])
     else:
         by_source = {}
         for source, external_id in keys:
@@ -149,11 +150,12 @@ def conversations_open_latest(*, customer_ids) -> dict[int, Conversation]:
         # One index probe per customer (LATERAL … LIMIT 1), whatever the planner's statistics say:
         # an IN list over a thousand customers can lead it to walk every open conversation instead.
         sql = (
-            f"SELECT c.* FROM unnest(%s::bigint[]) AS k(id) CROSS JOIN LATERAL (SELECT * FROM "
-            f"{Conversation._meta.db_table} c WHERE c.customer_id = k.id AND c.status = ANY(%s::varchar[]) "
-            "ORDER BY c.last_activity_at DESC, c.id DESC LIMIT 1) c"
+            f"SELECT {select_list(Conversation, 'c')} FROM unnest(%b::bigint[]) AS k(id) CROSS JOIN LATERAL "
+            f"(SELECT * FROM {Conversation._meta.db_table} c WHERE c.customer_id = k.id "
+            "AND c.status = ANY(%b::varchar[]) ORDER BY c.last_activity_at DESC, c.id DESC LIMIT 1) c"
         )
-        return {c.customer_id: c for c in Conversation.objects.raw(sql, [customer_ids, [str(s) for s in statuses]])}
+        rows = rows_fetch(Conversation, sql, [customer_ids, [str(s) for s in statuses]])
+        return {c.customer_id: c for c in rows}
     latest = {}
     for conversation in Conversation.objects.filter(customer_id__in=customer_ids, status__in=statuses).order_by(
         "customer_id", "-last_activity_at", "-id"

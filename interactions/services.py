@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
-from crm.bulk import rows_insert, rows_update
+from crm.bulk import instance_factory, rows_insert, rows_update
 from crm.locks import advisory_lock, customers_lock_shared
 from customers.identities import IdentityInvalid, identity_normalize
 from customers.models import Customer, Identity, Merge
@@ -35,6 +35,11 @@ CONVERSATIONAL_KINDS = {Interaction.Kind.MESSAGE, Interaction.Kind.CALL, Interac
 JOINING_KINDS = CONVERSATIONAL_KINDS | {Interaction.Kind.NOTE}
 RESPONDERS = {Interaction.AuthorType.AGENT, Interaction.AuthorType.BOT}
 ATTEMPTS = 5
+
+_new_interaction = instance_factory(Interaction)
+_new_conversation = instance_factory(Conversation)
+_new_customer = instance_factory(Customer)
+_new_identity = instance_factory(Identity)
 
 
 @dataclass
@@ -142,7 +147,7 @@ def _ingest(items, invalid):
         item = items[index]
         first_identity = item.identities[0] if item.identities else None
         rows.append(
-            Interaction(
+            _new_interaction(
                 customer_id=customer_of[index],
                 conversation_id=conversation_of.get(index),
                 identity_id=identity_id_of.get((first_identity.kind, first_identity.value)) if first_identity else None,
@@ -287,7 +292,7 @@ def _resolve_customers(items, indexes):
             attributes = {}
             for i in item_indexes:
                 attributes.update(items[i].customer_attributes)
-            fresh_customers.append(Customer(name=name, attributes=attributes, created_at=now))
+            fresh_customers.append(_new_customer(name=name, attributes=attributes, created_at=now))
         rows_insert(Customer, fresh_customers)
         for (item_indexes, _nodes), customer in zip(new_customer_groups, fresh_customers):
             created.append(customer.pk)
@@ -302,7 +307,7 @@ def _resolve_customers(items, indexes):
         for identity in items[index].identities:
             key = (identity.kind, identity.value)
             if key not in identity_rows and key not in new_identities:
-                new_identities[key] = Identity(customer_id=customer_id, kind=identity.kind, value=identity.value)
+                new_identities[key] = _new_identity(customer_id=customer_id, kind=identity.kind, value=identity.value)
     rows_insert(Identity, list(new_identities.values()))
     identity_id_of = {key: row["pk"] for key, row in identity_rows.items()}
     identity_id_of.update({key: row.pk for key, row in new_identities.items()})
@@ -410,7 +415,7 @@ def _assign_conversations(items, indexes, customer_of):
             if candidate is not None and item.occurred_at - candidate.last_activity_at <= window:
                 conversation = candidate
             elif item.kind in CONVERSATIONAL_KINDS:
-                conversation = Conversation(
+                conversation = _new_conversation(
                     customer_id=customer_id,
                     status=Conversation.Status.OPEN,
                     subject=(item.subject or item.body)[:300].split("\n")[0],

@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from crm.bulk import rows_insert, rows_update
+from crm.bulk import instance_factory, rows_fetch, rows_insert, rows_update, select_list
 from customers.models import Customer
 from interactions.models import Conversation, Interaction
 
@@ -56,3 +56,37 @@ def test_rows_update_writes_only_the_named_fields():
     stored = {c.pk: c for c in Conversation.objects.all()}
     assert (stored[first.pk].channels, stored[first.pk].status, stored[first.pk].subject) == (["chat", "email"], "resolved", "")
     assert (stored[second.pk].channels, stored[second.pk].reopen_count) == (["phone"], 3)
+
+
+def test_instance_factory_builds_what_the_keyword_constructor_builds():
+    build = instance_factory(Conversation)
+
+    fast = build(customer_id=7, opened_at=AT, last_activity_at=AT, subject="Parcel")
+    slow = Conversation(customer_id=7, opened_at=AT, last_activity_at=AT, subject="Parcel")
+
+    fields = [f.attname for f in Conversation._meta.concrete_fields if f.attname not in ("created_at", "updated_at")]
+    assert [getattr(fast, name) for name in fields] == [getattr(slow, name) for name in fields]
+    assert fast.created_at is not None
+    assert fast._state.adding is True
+    # A callable default is called for each instance, never shared between them.
+    other = build(customer_id=7, opened_at=AT, last_activity_at=AT)
+    fast.channels.append("chat")
+    assert other.channels == []
+
+
+def test_rows_fetch_gives_what_the_orm_gives():
+    customer = Customer.objects.create(name="Lisa")
+    rows_insert(Conversation, [
+        Conversation(customer=customer, opened_at=AT, last_activity_at=AT, channels=["chat", "email"],
+                     subject="سلام") for _ in range(2)
+    ])
+
+    fetched = rows_fetch(
+        Conversation, f"SELECT {select_list(Conversation, 'c')} FROM interactions_conversation c ORDER BY c.id", []
+    )
+
+    fields = [f.attname for f in Conversation._meta.concrete_fields]
+    expected = [[getattr(c, name) for name in fields] for c in Conversation.objects.order_by("id")]
+    assert [[getattr(c, name) for name in fields] for c in fetched] == expected
+    assert fetched[0].channels == ["chat", "email"]
+    assert fetched[0]._state.adding is False

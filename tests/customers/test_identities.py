@@ -61,6 +61,29 @@ def test_invalid_identities_say_why(kind, raw, code):
     assert exc.value.code == code
 
 
+@pytest.mark.parametrize(
+    "domain",
+    ["Example.COM", "example.com.", "xn--bcher-kva.de", "a.b.c.d.e.f", "x" * 63 + ".io", "1.2",
+     "a..b", ".com", "x" * 64 + ".com", "a." + "b" * 70, "com"],
+)
+def test_an_ascii_domain_is_normalised_as_the_idna_codec_would(domain):
+    # The ASCII fast path must accept and reject exactly what encoding with IDNA does.
+    try:
+        expected = "lisa@" + domain.rstrip(".").encode("idna").decode("ascii").lower()
+        labels = expected.partition("@")[2].split(".")
+        if len(labels) < 2:
+            expected = "invalid_email"
+    except UnicodeError:
+        expected = "invalid_email"
+
+    try:
+        normalised = identity_normalize("email", f"Lisa@{domain}")
+    except IdentityInvalid as exc:
+        normalised = exc.code
+
+    assert normalised == expected
+
+
 def test_a_search_term_is_tried_as_each_kind_it_could_be():
     guesses = identity_guess("+49 151 12345678")
 

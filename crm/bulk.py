@@ -11,6 +11,8 @@ element with a regular expression, five times slower for a thousand rows.
 Other databases get Django's own methods, which behave the same.
 """
 
+from datetime import datetime
+
 from django.db import connection, models
 from django.utils import timezone
 
@@ -20,7 +22,12 @@ def _column_type(field):
 
 
 def _arrays(fields, objs, *, adding):
-    arrays = []
+    return [values for values, _constant in _columns(fields, objs, adding=adding)]
+
+
+def _columns(fields, objs, *, adding):
+    """(values, constant) per field: the database values of `objs`, and whether they are all one value."""
+    columns = []
     now = None
     for field in fields:
         if _stamped(field, adding):
@@ -28,14 +35,36 @@ def _arrays(fields, objs, *, adding):
             now = now or timezone.now()
             for obj in objs:
                 setattr(obj, field.attname, now)
-            arrays.append([now] * len(objs))
+            columns.append(([now] * len(objs), True))
         elif _passes_through(field):
             # psycopg adapts these Python values itself; Django's per-value preparation is what costs here.
             attname = field.attname
-            arrays.append([getattr(obj, attname) for obj in objs])
+            values = [getattr(obj, attname) for obj in objs]
+            columns.append((values, _same(values)))
         else:
-            arrays.append([field.get_db_prep_save(field.pre_save(obj, adding), connection) for obj in objs])
-    return arrays
+            values = [field.pre_save(obj, adding) for obj in objs]
+            if _same(values, empty_only=True):
+                columns.append(([field.get_db_prep_save(values[0], connection)] * len(objs), True))
+            else:
+                columns.append(([field.get_db_prep_save(value, connection) for value in values], False))
+    return columns
+
+
+def _same(values, *, empty_only=False):
+    """Whether every value is certainly stored as the first one is.
+
+    Equal is not enough: 1 == True == 1.0, and 0.0 == -0.0. Plain values of
+    one type qualify; containers (JSON) only when all are empty.
+    """
+    first = values[0]
+    if first is None:
+        return all(value is None for value in values)
+    kind = type(first)
+    if empty_only:
+        return kind in (dict, list) and not first and all(type(value) is kind and not value for value in values)
+    if kind not in (str, int, bool, datetime):
+        return False
+    return all(type(value) is kind and value == first for value in values)
 
 
 def _stamped(field, adding):
@@ -50,7 +79,11 @@ def _passes_through(field):
 
 
 def rows_insert(model, objs):
-    """Insert `objs` (fresh instances of `model`) and set their primary keys, like `bulk_create`."""
+    """Insert `objs` (fresh instances of `model`) and set their primary keys, like `bulk_create`.
+
+    A column holding one value for every row (a source, an empty subject, the
+    insert time) is sent once rather than as an array of copies.
+    """
     if not objs:
         return objs
     if connection.vendor != "postgresql":
@@ -58,14 +91,29 @@ def rows_insert(model, objs):
     meta = model._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
     quote = connection.ops.quote_name
-    sql = "INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}) RETURNING {pk}".format(
+    selected, scalars, arrays, names = [], [], [], []
+    for position, (field, (values, constant)) in enumerate(zip(fields, _columns(fields, objs, adding=True))):
+        if constant:
+            selected.append(f"%b::{_column_type(field)}")
+            scalars.append(values[0])
+        else:
+            selected.append(f"v.c{position}")
+            names.append(f"c{position}")
+            arrays.append((f"%b::{_column_type(field)}[]", values))
+    source = (
+        "unnest({}) AS v({})".format(", ".join(cast for cast, _ in arrays), ", ".join(names)) if arrays
+        else "generate_series(1, %b::integer)"
+    )
+    sql = "INSERT INTO {table} ({columns}) SELECT {selected} FROM {source} RETURNING {pk}".format(
         table=quote(meta.db_table),
         columns=", ".join(quote(f.column) for f in fields),
-        arrays=", ".join(f"%b::{_column_type(f)}[]" for f in fields),
+        selected=", ".join(selected),
+        source=source,
         pk=quote(meta.pk.column),
     )
+    params = scalars + ([values for _, values in arrays] if arrays else [len(objs)])
     with connection.cursor() as cursor:
-        cursor.execute(sql, _arrays(fields, objs, adding=True))
+        cursor.execute(sql, params)
         ids = [row[0] for row in cursor.fetchall()]
     # INSERT … SELECT returns rows in the order unnest produced them, which is the order given.
     for obj, pk in zip(objs, ids, strict=True):

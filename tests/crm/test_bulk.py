@@ -90,3 +90,26 @@ def test_rows_fetch_gives_what_the_orm_gives():
     assert [[getattr(c, name) for name in fields] for c in fetched] == expected
     assert fetched[0].channels == ["chat", "email"]
     assert fetched[0]._state.adding is False
+
+
+def test_rows_insert_sends_a_shared_value_once_and_keeps_values_that_only_look_alike():
+    # given: customers identical in every column (one statement without arrays), then interactions
+    # whose columns mix shared values with ones Python calls equal but the database stores apart
+    customers = rows_insert(Customer, [Customer(name="Same", attributes={}) for _ in range(3)])
+    assert len({c.pk for c in customers}) == 3
+    interactions = [
+        Interaction(customer=customers[i], channel="chat", kind="message", direction="inbound",
+                    author_type="customer", occurred_at=AT, source="same", external_id=f"e{i}",
+                    sentiment=sentiment, data=data)
+        for i, (sentiment, data) in enumerate([(0.0, {"n": 1}), (-0.0, {"n": True}), (None, {})])
+    ]
+
+    # when
+    rows_insert(Interaction, interactions)
+
+    # then
+    stored = list(Interaction.objects.order_by("pk").values_list("customer_id", "source", "occurred_at", "data"))
+    assert stored == [(customers[i].pk, "same", AT, data) for i, data in enumerate([{"n": 1}, {"n": True}, {}])]
+    assert [type(v) for _, _, _, v in stored][:2] == [dict, dict]
+    assert Interaction.objects.get(external_id="e1").data["n"] is True
+    assert Customer.objects.filter(name="Same", attributes={}).count() == 3

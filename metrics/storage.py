@@ -155,11 +155,25 @@ def _json_fields(model, fields):
     return {index for index, name in enumerate(fields) if isinstance(model._meta.get_field(name), JSONField)}
 
 
-def _copy(cursor, table, columns, rows, json_positions):
-    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+def _types(model, fields):
+    """The PostgreSQL type of each field's column, for binary COPY ("varchar(32)" is "varchar")."""
+    types = []
+    for name in fields:
+        field = model._meta.get_field(name)
+        db_type = (field.target_field if field.is_relation else field).db_type(connection)
+        types.append(db_type.split("(")[0])
+    return types
+
+
+def _copy(cursor, table, columns, types, rows, json_positions):
+    """COPY rows in binary: psycopg's C dumpers write times and floats several times faster than as text."""
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
         for row in rows:
             if json_positions:
-                row = [Jsonb(value) if index in json_positions else value for index, value in enumerate(row)]
+                row = list(row)
+                for index in json_positions:
+                    row[index] = Jsonb(row[index])
             copy.write_row(row)
 
 
@@ -169,7 +183,7 @@ def insert(model, fields, rows):
         return
     if is_postgres():
         with connection.cursor() as django_cursor:
-            _copy(django_cursor.cursor, model._meta.db_table, _columns(model, fields), rows,
+            _copy(django_cursor.cursor, model._meta.db_table, _columns(model, fields), _types(model, fields), rows,
                   _json_fields(model, fields))
         return
     model.objects.bulk_create([model(**dict(zip(fields, row))) for row in rows], batch_size=500)
@@ -187,7 +201,8 @@ def upsert(model, key, fields, rows):
             cursor = django_cursor.cursor
             cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table}) ON COMMIT DELETE ROWS")
             cursor.execute(f"TRUNCATE {staging}")
-            _copy(cursor, staging, columns, rows, {i + 1 for i in _json_fields(model, fields)})
+            _copy(cursor, staging, columns, _types(model, (key, *fields)), rows,
+                  {i + 1 for i in _json_fields(model, fields)})
             updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in columns[1:])
             cursor.execute(
                 f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM {staging} "

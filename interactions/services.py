@@ -394,6 +394,7 @@ def _assign_conversations(items, indexes, customer_of):
     owners = customer_ids_resolve(owner_ids) if owner_ids else {}
 
     touched = {}
+    before = {}
     opened = []
     assigned = {}
     for index in sorted(indexes, key=lambda i: (items[i].occurred_at, i)):
@@ -427,6 +428,8 @@ def _assign_conversations(items, indexes, customer_of):
                 open_by_customer[customer_id] = conversation
         if conversation is None:
             continue
+        if id(conversation) not in before:
+            before[id(conversation)] = _clocks(conversation)
         if conversation.customer_id != customer_id:
             conversation.customer_id = customer_id
         _conversation_apply(conversation, item)
@@ -436,15 +439,22 @@ def _assign_conversations(items, indexes, customer_of):
     if opened:
         rows_insert(Conversation, opened)
     opened_ids = {id(c) for c in opened}
-    updated = [c for key, c in touched.items() if key not in opened_ids]
+    updated = [c for key, c in touched.items() if key not in opened_ids and _clocks(c) != before[key]]
     if updated:
-        rows_update(
-            Conversation,
-            updated,
-            ["customer", "status", "channels", "last_activity_at", "first_inbound_at", "first_response_at",
-             "resolved_at", "reopen_count", "updated_at"],
-        )
+        # Only the columns some row changed: most joins move last_activity_at alone.
+        changed = [name for position, name in enumerate(CONVERSATION_CLOCKS)
+                   if any(_clocks(c)[position] != before[id(c)][position] for c in updated)]
+        rows_update(Conversation, updated, [*changed, "updated_at"])
     return {index: conversation.pk for index, conversation in assigned.items()}, errors, opened
+
+
+# What ingesting can change on a stored conversation (with updated_at).
+CONVERSATION_CLOCKS = ("customer_id", "status", "channels", "last_activity_at", "first_inbound_at",
+                       "first_response_at", "resolved_at", "reopen_count")
+
+
+def _clocks(conversation):
+    return tuple(getattr(conversation, name) for name in CONVERSATION_CLOCKS)
 
 
 def _conversation_apply(conversation, item):

@@ -439,11 +439,12 @@ def _assign_conversations(items, indexes, customer_of):
     if opened:
         rows_insert(Conversation, opened)
     opened_ids = {id(c) for c in opened}
-    updated = [c for key, c in touched.items() if key not in opened_ids and _clocks(c) != before[key]]
+    after = {key: _clocks(c) for key, c in touched.items() if key not in opened_ids}
+    updated = [touched[key] for key, clocks in after.items() if clocks != before[key]]
     if updated:
         # Only the columns some row changed: most joins move last_activity_at alone.
         changed = [name for position, name in enumerate(CONVERSATION_CLOCKS)
-                   if any(_clocks(c)[position] != before[id(c)][position] for c in updated)]
+                   if any(after[id(c)][position] != before[id(c)][position] for c in updated)]
         rows_update(Conversation, updated, [*changed, "updated_at"])
     return {index: conversation.pk for index, conversation in assigned.items()}, errors, opened
 

@@ -432,14 +432,16 @@ def _histories_from(ids, rows, conversations, rules):
         found = by_customer.get(customer_id)
         if found is not None:
             found[1].append((conversation_id, opened_at, resolved_at, reopen_count, [channel] if channel else []))
-    needs = {row[compute.I_CUSTOMER] for row in rows if row[compute.I_NEEDS_SCORING]}
-    for pk in needs & by_customer.keys():
+    needs = {row[compute.I_CUSTOMER] for row in rows if row[compute.I_NEEDS_SCORING]} \
+        if any(map(_needs_scoring, rows)) else ()
+    for pk in by_customer.keys() & needs:
         history, found = by_customer[pk]
         by_customer[pk] = (_analyse(history, rules), found)
     return by_customer
 
 
 _customer_of = operator.itemgetter(compute.I_CUSTOMER)
+_needs_scoring = operator.itemgetter(compute.I_NEEDS_SCORING)
 
 
 def _all_recompute_streaming(now, progress):

@@ -9,6 +9,7 @@ Every other database takes the ORM path; both return the same tuples.
 """
 
 import bisect
+import json
 import operator
 import queue
 import threading
@@ -58,10 +59,35 @@ def orm_match(field, values):
     return {f"{field}__in": list(values)}
 
 
-def fetch(sql, params):
+def fetch(sql, params, *, shared_json=False):
     with _cursor() as cursor:
+        if shared_json:
+            cursor.adapters.register_loader(_OIDS["jsonb"], _SharedJsonbLoader)
         cursor.execute(sql, params, binary=True)
         return cursor.fetchall()
+
+
+class _SharedJsonbLoader(psycopg.adapt.Loader):
+    """Binary jsonb parsed once per distinct value: equal documents come back as the SAME object (read-only!).
+
+    The stored rows the recompute compares against repeat a few values
+    (a journey's channels) hundreds of thousands of times.
+    """
+
+    format = Format.BINARY
+
+    def __init__(self, oid, context=None):
+        super().__init__(oid, context)
+        self.parsed = {}
+
+    def load(self, data):
+        data = bytes(data)
+        value = self.parsed.get(data)
+        if value is None:
+            if data[:1] != b"\x01":
+                raise psycopg.DataError(f"unknown jsonb binary version: {data[:1]!r}")
+            value = self.parsed[data] = json.loads(data[1:])
+        return value
 
 
 # --- interactions ----------------------------------------------------------------------------
@@ -127,12 +153,12 @@ ORM_BATCH = 900
 
 
 def rows_of(model, fields, key, values):
-    """[(key, *fields)] of the rows whose `key` is in `values`."""
+    """[(key, *fields)] of the rows whose `key` is in `values`, to compare with: JSON values may be shared objects."""
     if is_postgres():
         table = model._meta.db_table
         columns = ", ".join(model._meta.get_field(name).column for name in (key, *fields))
         where, params = _match(model._meta.get_field(key).column, values)
-        return fetch(f"SELECT {columns} FROM {table} WHERE {where}", params)
+        return fetch(f"SELECT {columns} FROM {table} WHERE {where}", params, shared_json=True)
     if isinstance(values, IdRange):
         return list(model.objects.filter(**orm_match(key, values)).order_by().values_list(key, *fields))
     # Batches: SQLite caps the number of parameters of one statement.

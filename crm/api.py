@@ -1,8 +1,9 @@
-"""What every API view shares: token authentication, scopes, pagination."""
+"""What every API view shares: token authentication, scopes, pagination, JSON the database can store."""
 
 import base64
 import binascii
 import json
+import re
 from datetime import datetime
 
 from django.utils import timezone
@@ -10,6 +11,7 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions, pagination, serializers
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.response import Response
 
@@ -186,3 +188,41 @@ class AwareDateTimeField(serializers.DateTimeField):
             if parsed is not None and timezone.is_naive(parsed):
                 self.fail("naive")
         return super().to_internal_value(value)
+
+
+# JSON may carry "\u0000" and a lone "\ud83d"; PostgreSQL stores neither in text or jsonb.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE_MESSAGE = "Holds text that cannot be stored: a NUL character (\\u0000) or an unpaired surrogate."
+
+
+def unstorable(value) -> bool:
+    """Whether decoded JSON `value` holds such text anywhere, keys included."""
+    if isinstance(value, str):
+        return UNSTORABLE.search(value) is not None
+    if isinstance(value, dict):
+        return any(unstorable(key) or unstorable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(unstorable(item) for item in value)
+    return False
+
+
+class StorableJSONParser(JSONParser):
+    """JSON, refused with a 400 naming the field when it holds text the database cannot store.
+
+    Without this, such a value reaches PostgreSQL and fails there as a 500.
+    Bulk ingestion parses with plain `JSONParser` and judges each item on its own.
+    """
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = super().parse(stream, media_type, parser_context)
+        if isinstance(data, dict):
+            bad = [key for key, value in data.items() if unstorable(key) or unstorable(value)]
+        else:
+            bad = ["non_field_errors"] if unstorable(data) else []
+        if bad:
+            raise exceptions.ValidationError(
+                {name if not UNSTORABLE.search(name) else "non_field_errors": [
+                    exceptions.ErrorDetail(UNSTORABLE_MESSAGE, code="unstorable_text")
+                ] for name in bad}
+            )
+        return data

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from crm.api import UNSTORABLE_MESSAGE, unstorable
 from customers.identities import IDENTITY_KINDS, IdentityInvalid, identity_normalize
 from interactions.models import Channel, Interaction
 
@@ -205,6 +206,9 @@ def item_parse(payload):
     unknown = sorted(set(payload) - set(FIELDS))
     for name in unknown:
         _err(errors, name, "unknown_field", f"Unknown field; known: {', '.join(FIELDS)}.")
+    for name, value in payload.items():
+        if name in FIELDS and unstorable(value):
+            _err(errors, name, "unstorable_text", UNSTORABLE_MESSAGE)
 
     source = _string(payload, errors, "source", required=True, max_length=64)
     external_id = _string(payload, errors, "external_id", max_length=255)

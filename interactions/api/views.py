@@ -2,6 +2,7 @@ from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -43,6 +44,7 @@ class InteractionBulkApi(APIView):
     """Push up to BULK_MAX_ITEMS interactions; valid items are stored even when others are rejected."""
 
     required_scopes = {"write": "interactions:write"}
+    parser_classes = [JSONParser]  # text the database cannot store is judged per item, in item_parse
 
     @extend_schema(
         request={"application/json": {"type": "object", "properties": {"items": {"type": "array", "items": item_schema()}}, "required": ["items"]}},

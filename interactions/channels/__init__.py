@@ -7,13 +7,13 @@ are pure functions of bytes and settings values: no database, no request.
 """
 
 import hmac
-import re
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
 from urllib.parse import parse_qsl
 
+from crm.api import UNSTORABLE
 from customers.identities import IdentityInvalid, identity_normalize
 from interactions.ingest import IdentityIn, IngestItem
 
@@ -154,14 +154,11 @@ def form_dict(fields):
     return found
 
 
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
 def text_clean(value):
     """Text any database stores: NUL dropped, lone surrogates (undecodable bytes) as U+FFFD."""
     if isinstance(value, str):
-        if _UNSTORABLE.search(value):
-            return _UNSTORABLE.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", value)
+        if UNSTORABLE.search(value):
+            return UNSTORABLE.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", value)
         return value
     if isinstance(value, dict):
         return {text_clean(k): text_clean(v) for k, v in value.items()}

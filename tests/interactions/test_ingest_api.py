@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from django.urls import reverse
 
@@ -104,6 +106,56 @@ def test_malformed_json_is_a_400(api):
 
     assert response.status_code == 400
     assert response.json()["code"] == "parse_error"
+
+
+# JSON text escapes PostgreSQL cannot store: NUL, and a high surrogate with no low one after it.
+UNSTORABLE = [
+    ("body", '"a\\u0000b"'),
+    ("body", '"broken \\ud83d emoji"'),
+    ("data", '{"note": "x\\u0000"}'),
+    ("customer", '{"name": "A\\u0000B"}'),
+    ("identities", '[{"kind": "email", "value": "lisa\\u0000@example.com"}]'),
+]
+
+
+def _with_raw(field, raw, **overrides):
+    """The payload as JSON text, `field` replaced by the raw JSON `raw` (a test client cannot encode a lone surrogate)."""
+    text = json.dumps(payload(**overrides, **{field: "__raw__"}))
+    return text.replace('"__raw__"', raw)
+
+
+@pytest.mark.parametrize(("field", "raw"), UNSTORABLE)
+def test_text_the_database_cannot_store_is_a_400_naming_the_field(api, field, raw):
+    response = api.generic("POST", reverse("interaction-create"), _with_raw(field, raw), content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["errors"][field][0]["code"] == "unstorable_text"
+    assert Interaction.objects.count() == 0 and Customer.objects.count() == 0
+
+
+@pytest.mark.parametrize(("field", "raw"), UNSTORABLE)
+def test_bulk_rejects_only_the_item_holding_unstorable_text(api, field, raw):
+    body = '{"items": [%s, %s]}' % (_with_raw(field, raw, external_id="bad"), json.dumps(payload(external_id="good")))
+
+    response = api.generic("POST", reverse("interaction-bulk"), body, content_type="application/json")
+
+    assert response.status_code == 200
+    bad, good = response.json()["results"]
+    assert bad["status"] == "rejected" and bad["errors"][field][0]["code"] == "unstorable_text"
+    assert good["status"] == "created"
+    assert list(Interaction.objects.values_list("external_id", flat=True)) == ["good"]
+
+
+def test_other_endpoints_refuse_unstorable_text_with_a_400(api):
+    customer = Customer.objects.create(name="Lisa")
+
+    response = api.generic("PATCH", reverse("customer-detail", args=[customer.pk]), '{"name": "L\\u0000isa"}',
+                           content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["errors"]["name"][0]["code"] == "unstorable_text"
+    customer.refresh_from_db()
+    assert customer.name == "Lisa"
 
 
 def test_body_over_the_limit_is_a_413(api, settings):

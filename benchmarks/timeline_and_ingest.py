@@ -303,23 +303,34 @@ def ingest_bench(client, url, batches, rng):
          for item in json.loads(body)["items"]]
         for body in bodies
     ]
+    from django.db import connection
+
     api_times, bare_times, created = [], [], 0
+    # CPU seconds: of this process (Django), and of each side's PostgreSQL backend.
+    cpu = {"django": 0.0, "api_postgres": 0.0, "bare_postgres": 0.0}
     with psycopg.connect(url) as conn:
+        connection.ensure_connection()
+        api_backend = connection.connection.info.backend_pid
+        bare_backend = conn.info.backend_pid
         # API and bare batches alternate, so both meet the same load on a shared machine;
         # the first of each is a warm-up and not counted.
         for number, (body, rows) in enumerate(zip(bodies, bare_batches)):
-            started = time.perf_counter()
+            started, django_cpu, api_pg_cpu = time.perf_counter(), time.process_time(), _backend_cpu(api_backend)
             response = client.post("/api/v1/interactions/bulk/", body, content_type="application/json")
             api_seconds = time.perf_counter() - started
+            if number:
+                cpu["django"] += time.process_time() - django_cpu
+                cpu["api_postgres"] += _backend_cpu(api_backend) - api_pg_cpu
             assert response.status_code in (200, 201, 207), response.content[:500]
             payload = response.json()
             results = payload["results"] if isinstance(payload, dict) else payload
-            started = time.perf_counter()
+            started, bare_pg_cpu = time.perf_counter(), _backend_cpu(bare_backend)
             with conn.transaction(), conn.cursor() as cursor:
                 # executemany runs in pipeline mode: one round trip per batch, not per row.
                 cursor.executemany(BARE_INSERT, rows)
             bare_seconds = time.perf_counter() - started
             if number:
+                cpu["bare_postgres"] += _backend_cpu(bare_backend) - bare_pg_cpu
                 api_times.append(api_seconds)
                 bare_times.append(bare_seconds)
                 created += sum(1 for r in results if r.get("status") == "created")
@@ -334,7 +345,19 @@ def ingest_bench(client, url, batches, rng):
         "bare_seconds_per_batch_p50": round(statistics.median(bare_times), 3),
     }
     result["api_fraction_of_bare"] = round(result["api_items_per_s"] / result["bare_items_per_s"], 3)
+    if cpu["api_postgres"] or cpu["bare_postgres"]:
+        # What one item costs in CPU, wherever it is spent: with N cores no scheduling beats N / this.
+        result["cpu_us_per_item"] = {name: round(seconds / count * 1e6) for name, seconds in cpu.items()}
     return result, run
+
+
+def _backend_cpu(pid):
+    """CPU seconds a PostgreSQL backend has used, when the server runs on this machine (else 0)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def _free_port():

@@ -832,9 +832,15 @@ def _rollup_parts(days):
 _ROLLUPS_IN_PYTHON = False
 
 
-@transaction.atomic
 def rollups_rebuild(*, days=None) -> int:
     """Rebuild the daily KPI roll-ups of these days (None: all of them); returns the rows written."""
+    # Other connections may share the aggregation only when everything the caller wrote is committed.
+    parallel = not connection.in_atomic_block
+    with transaction.atomic():
+        return _rollups_rebuild(days, parallel)
+
+
+def _rollups_rebuild(days, parallel):
     advisory_lock(["metrics:rollups"])
     if days is not None:
         days = set(days)
@@ -851,7 +857,7 @@ def rollups_rebuild(*, days=None) -> int:
     else:
         MetricRollup.objects.filter(day__in=days).delete()
     if storage.is_postgres() and not _ROLLUPS_IN_PYTHON:
-        return storage.rollups_insert(days)
+        return storage.rollups_insert(days, parallel=parallel)
     rows = _rollup_parts(days)
     storage.insert(
         MetricRollup,

@@ -436,9 +436,9 @@ SELECT (first_response_at AT TIME ZONE 'UTC')::date, channel, customer_id, 'firs
 FROM metrics_conversationmetrics WHERE first_response_seconds IS NOT NULL AND {first_response_at}
 """
 
-ROLLUP_INSERT = """
-WITH facts AS MATERIALIZED ({facts})
-INSERT INTO metrics_metricrollup (day, dimension, key, metric, n, total, total2, hits, hits2, "values")
+ROLLUP_COLUMNS = ("day", "dimension", "key", "metric", "n", "total", "total2", "hits", "hits2", "values")
+
+ROLLUP_SELECT = """
 SELECT day, 'all', '', metric, count(*), sum(total), sum(total2), sum(hits), sum(hits2),
        jsonb_agg(value ORDER BY value) FILTER (WHERE value IS NOT NULL)
 FROM facts GROUP BY day, metric
@@ -455,12 +455,26 @@ JOIN customers_segment s ON s.id = cs.segment_id
 GROUP BY f.day, s.slug, f.metric
 """
 
+ROLLUP_INSERT = """
+WITH facts AS MATERIALIZED ({facts})
+INSERT INTO metrics_metricrollup (day, dimension, key, metric, n, total, total2, hits, hits2, "values")
+""" + ROLLUP_SELECT
 
-def rollups_insert(days):
-    """PostgreSQL: build the roll-up rows of these days (None: all) in one set-based statement; returns the count.
+# The full rebuild splits the days over this many connections of its own (every group lies within one day).
+ROLLUP_CONNECTIONS = 2
+ROLLUP_PART = """
+WITH facts AS MATERIALIZED (SELECT * FROM ({facts}) f WHERE mod(f.day - DATE '2000-01-01', {parts}) = {part})
+""" + ROLLUP_SELECT
+
+
+def rollups_insert(days, *, parallel=False):
+    """PostgreSQL: build the roll-up rows of these days (None: all) set-based; returns the count.
 
     The same parts as `metrics.services._rollup_parts` computes in Python
-    (the test suite holds the two to the same rows).
+    (the test suite holds the two to the same rows). One INSERT … SELECT; or,
+    with `parallel` (all days, everything they read committed), the days are
+    split over ROLLUP_CONNECTIONS connections that aggregate at once, and their
+    rows are copied in here, in the caller's transaction.
     """
     import re
     from datetime import datetime, time, timedelta, timezone
@@ -478,7 +492,50 @@ def rollups_insert(days):
             return (f"{column} >= %(lo)s AND {column} < %(hi)s "
                     f"AND ({column} AT TIME ZONE 'UTC')::date = ANY(%(days)s::date[])")
     facts = re.sub(r"\{([a-z_.]+)\}", lambda match: condition(match.group(1)), ROLLUP_FACTS)
+    if parallel and days is None:
+        return _rollups_insert_parallel(facts)
     with connection.cursor() as django_cursor:
         cursor = django_cursor.cursor
         cursor.execute(ROLLUP_INSERT.replace("{facts}", facts), params)
         return cursor.rowcount
+
+
+def _rollups_insert_parallel(facts):
+    from django.db import connections
+    from psycopg.types.string import TextLoader
+
+    parts = [None] * ROLLUP_CONNECTIONS
+
+    def aggregate(part):
+        reader = connections.create_connection("default")
+        try:
+            reader.ensure_connection()
+            with reader.connection.cursor() as cursor:
+                # jsonb stays text: it goes straight back into COPY, unparsed.
+                cursor.adapters.register_loader(_OIDS["jsonb"], TextLoader)
+                cursor.execute(ROLLUP_PART.replace("{facts}", facts).replace("{parts}", str(ROLLUP_CONNECTIONS))
+                               .replace("{part}", str(part)))
+                parts[part] = cursor.fetchall()
+        except BaseException as exc:  # raised below, in the caller's thread
+            parts[part] = exc
+        finally:
+            reader.close()
+
+    threads = [threading.Thread(target=aggregate, args=(part,), name=f"metrics-rollups-{part}")
+               for part in range(ROLLUP_CONNECTIONS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for found in parts:
+        if isinstance(found, BaseException):
+            raise found
+    count = 0
+    with connection.cursor() as django_cursor:
+        columns = ", ".join(connection.ops.quote_name(name) for name in ROLLUP_COLUMNS)
+        with django_cursor.cursor.copy(f"COPY metrics_metricrollup ({columns}) FROM STDIN") as copy:
+            for rows in parts:
+                for row in rows:
+                    copy.write_row(row)
+                count += len(rows)
+    return count

@@ -230,9 +230,8 @@ def test_kpis_need_the_metrics_scope(scoped_api):
     assert response.status_code == 403
 
 
-@pytest.mark.postgres
-def test_set_based_rollups_on_postgresql_equal_the_python_ones(monkeypatch):
-    # given: surveys (with a calibration pair), journeys and conversations on several days, a segment
+def _rollup_history():
+    """Surveys (with a calibration pair), journeys and conversations on several days, a segment."""
     vip = SegmentFactory(slug="vip")
     customer = CustomerFactory()
     customer.segments.add(vip)
@@ -247,11 +246,19 @@ def test_set_based_rollups_on_postgresql_equal_the_python_ones(monkeypatch):
     ingest("roll@example.com", when=DAY1 + timedelta(days=1), sentiment=0.8)
     services.customers_recompute(customer_ids=[customer.pk, other.customer_id])
 
-    def rows():
-        from metrics.models import MetricRollup
 
-        return sorted(MetricRollup.objects.values_list("day", "dimension", "key", "metric", "n", "total", "total2",
-                                                       "hits", "hits2", "values"))
+def _rollup_rows():
+    from metrics.models import MetricRollup
+
+    return sorted(MetricRollup.objects.values_list("day", "dimension", "key", "metric", "n", "total", "total2",
+                                                   "hits", "hits2", "values"))
+
+
+@pytest.mark.postgres
+def test_set_based_rollups_on_postgresql_equal_the_python_ones(monkeypatch):
+    # given
+    _rollup_history()
+    rows = _rollup_rows
 
     for days in (None, {DAY1.date(), (DAY1 + timedelta(days=2)).date()}):
         # when
@@ -265,3 +272,26 @@ def test_set_based_rollups_on_postgresql_equal_the_python_ones(monkeypatch):
         # then
         assert in_sql == in_python
         assert {r[3] for r in in_sql} >= {"nps", "csat", "ces", "tws", "calibration", "tth", "bot_only"}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("connections", [2, 3])
+def test_full_rollup_rebuild_shared_by_several_connections_equals_the_python_one(monkeypatch, connections):
+    # given: the history committed (the connections that share the work read committed rows only)
+    from metrics import storage
+
+    monkeypatch.setattr(storage, "ROLLUP_CONNECTIONS", connections)
+    _rollup_history()
+
+    # when: a rebuild of every day outside any transaction (the nightly's), then the Python one
+    written = services.rollups_rebuild(days=None)
+    shared = _rollup_rows()
+    monkeypatch.setattr(services, "_ROLLUPS_IN_PYTHON", True)
+    services.rollups_rebuild(days=None)
+
+    # then
+    assert written == len(shared)
+    assert shared == _rollup_rows()
+    assert {r[3] for r in shared} >= {"nps", "csat", "ces", "tws", "calibration", "tth", "bot_only"}
+    assert {r[1] for r in shared} == {"all", "channel", "segment"}

@@ -127,14 +127,28 @@ def journeys_compute(rows, t: Thresholds) -> list[JourneyRow]:
     journeys = []
     current = None
     floor = None  # the previous journey's close
+    misery_intents, misery_sentiment, magic_sentiment = t.misery_intents, t.misery_sentiment, t.magic_sentiment
     for row in rows:
         incident = row[I_INCIDENT]
         if current is not None and incident is not None and incident < current.started_at:
             current.started_at = incident if floor is None or incident > floor else floor
-        # Most rows are no signal at all: not a survey, not a mark, not inbound (signal_of's first tests).
-        if not row[I_SURVEY_KIND] and row[I_MOOD] is None and row[I_DIRECTION] != INBOUND:
+        if row[I_SURVEY_KIND] or row[I_MOOD] is not None:
+            kind, name = signal_of(row, t)
+        # The rest is signal_of's tail for plain interactions, inlined: it runs for most rows.
+        elif row[I_DIRECTION] != INBOUND:
             continue
-        kind, name = signal_of(row, t)
+        elif row[I_INTENT] in misery_intents:
+            kind, name = MISERY, "intent"
+        else:
+            sentiment = row[I_SENTIMENT]
+            if sentiment is None:
+                continue
+            if sentiment <= misery_sentiment:
+                kind, name = MISERY, "sentiment"
+            elif sentiment >= magic_sentiment:
+                kind, name = MAGIC, "sentiment"
+            else:
+                continue
         if kind == MISERY:
             if current is None:
                 start = row[I_AT]
@@ -174,7 +188,7 @@ def _journeys_effort(journeys, rows):
             index += 1
         position = index
         last_channel = None
-        chats = {}
+        chat_first, chat_last = {}, {}  # per chat conversation, in order of first appearance
         minutes = 0.0
         first_contact_at = None
         first_channel = ""
@@ -192,8 +206,9 @@ def _journeys_effort(journeys, rows):
                 minutes += row[I_DURATION] / 60.0
             if channel == "chat" and kind in CONVERSATIONAL_KINDS:
                 key = row[I_CONVERSATION] or -row[I_ID]
-                first_last = chats.get(key)
-                chats[key] = (at, at) if first_last is None else (first_last[0], at)
+                if key not in chat_first:
+                    chat_first[key] = at
+                chat_last[key] = at
             if row[I_DIRECTION] != INBOUND or row[I_AUTHOR] != CUSTOMER:
                 continue
             if first_contact_at is None:
@@ -210,8 +225,8 @@ def _journeys_effort(journeys, rows):
         journey.channels = channels
         journey.customer_interactions = interactions
         journey.channel_switches = switches
-        for first, last in chats.values():
-            minutes += (last - first).total_seconds() / 60.0
+        for key, first in chat_first.items():
+            minutes += (chat_last[key] - first).total_seconds() / 60.0
         journey.call_chat_minutes = round(minutes, 3)
         if not journey.channel:
             journey.channel = journey.opening_channel

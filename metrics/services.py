@@ -286,7 +286,7 @@ def _write(results, now, events, scope=None):
         for row in storage.rows_of(ConversationMetrics, ("conversation_id", *CONVERSATION_FIELDS), "customer_id", scope)
         if row[0] in live
     }
-    upserts, keep = [], set()
+    upserts, fresh, keep = [], [], set()
     for result in results:
         for clocks in result.conversations:
             row = (result.customer_id, *conversation_values(clocks))
@@ -294,9 +294,11 @@ def _write(results, now, events, scope=None):
             old = old_conversations.get(clocks.conversation_id)
             if old == row:
                 continue
-            if old is not None:
-                days.update(_conversation_days(old))
             days.update(_conversation_days(row))
+            if old is None:
+                fresh.append((clocks.conversation_id, *row))
+                continue
+            days.update(_conversation_days(old))
             upserts.append((clocks.conversation_id, *row))
     gone = [pk for pk in old_conversations if pk not in keep]
     if gone:
@@ -304,6 +306,7 @@ def _write(results, now, events, scope=None):
             days.update(_conversation_days(old_conversations[pk]))
         storage.delete_where(ConversationMetrics, "conversation_id", gone)
     storage.upsert(ConversationMetrics, "conversation_id", CONVERSATION_FIELDS, upserts)
+    storage.insert_new(ConversationMetrics, "conversation_id", CONVERSATION_FIELDS, fresh)
 
     # Activity spans (churn): replaced per customer when they differ.
     old_spans = _grouped(storage.rows_of(ActivitySpan, SPAN_FIELDS, "customer_id", scope))
@@ -320,17 +323,18 @@ def _write(results, now, events, scope=None):
     # Snapshots: rewritten when a value changed; the others only get computed_at moved on.
     old_snapshots = {row[0]: tuple(row[1:]) for row in storage.rows_of(CustomerSnapshot, SNAPSHOT_FIELDS, "customer_id", scope)}
     at_risk = SNAPSHOT_FIELDS.index("at_risk")
-    changed, unchanged = [], []
+    changed, fresh, unchanged = [], [], []
     for result in results:
         row = snapshot_values(result.snapshot)
         old = old_snapshots.get(result.customer_id)
         if old == row:
             unchanged.append(result.customer_id)
             continue
-        changed.append((result.customer_id, *row, now))
+        (changed if old is not None else fresh).append((result.customer_id, *row, now))
         if row[at_risk] and not (old is not None and old[at_risk]):
             events.append(("customer.at_risk", _snapshot_payload(result.customer_id, result.snapshot)))
     storage.upsert(CustomerSnapshot, "customer_id", (*SNAPSHOT_FIELDS, "computed_at"), changed)
+    storage.insert_new(CustomerSnapshot, "customer_id", (*SNAPSHOT_FIELDS, "computed_at"), fresh)
     storage.update_where(CustomerSnapshot, "customer_id", unchanged, computed_at=now)
     return days
 

@@ -250,6 +250,27 @@ def test_recomputing_one_customer_leaves_other_customers_clocks_alone():
         (7100, b.pk), (7300, a.pk)]
 
 
+def test_a_conversation_moved_to_another_customer_takes_its_stored_clocks_along():
+    from interactions.models import Conversation
+    from tests.factories import ConversationFactory, CustomerFactory
+
+    # given: clocks stored for a's conversation, which then moves to b (as a merge moves it)
+    a, b = CustomerFactory(), CustomerFactory()
+    conversation = ConversationFactory(customer=a, opened_at=ago(3))
+    services.customers_recompute(customer_ids=[a.pk, b.pk], now=NOW)
+    Conversation.objects.filter(pk=conversation.pk).update(customer=b)
+
+    # when: only b is recomputed (its new row collides with the stored one, which it takes over)
+    services.customers_recompute(customer_ids=[b.pk], now=NOW)
+
+    # then
+    clocks = ConversationMetrics.objects.get(conversation_id=conversation.pk)
+    assert (clocks.customer_id, clocks.opened_at) == (b.pk, conversation.opened_at)
+    services.customers_recompute(customer_ids=[a.pk], now=NOW)
+    assert list(ConversationMetrics.objects.values_list("conversation_id", "customer_id")) == [
+        (conversation.pk, b.pk)]
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_the_streaming_full_pass_writes_what_the_per_customer_recompute_writes(settings):

@@ -477,9 +477,6 @@ INSERT INTO metrics_metricrollup (day, dimension, key, metric, n, total, total2,
 
 # The full rebuild splits the days over this many connections of its own (every group lies within one day).
 ROLLUP_CONNECTIONS = 2
-ROLLUP_PART = """
-WITH facts AS MATERIALIZED (SELECT * FROM ({facts}) f WHERE mod(f.day - DATE '2000-01-01', {parts}) = {part})
-""" + ROLLUP_SELECT
 
 
 def rollups_insert(days, *, parallel=False):
@@ -506,20 +503,29 @@ def rollups_insert(days, *, parallel=False):
         def condition(column):
             return (f"{column} >= %(lo)s AND {column} < %(hi)s "
                     f"AND ({column} AT TIME ZONE 'UTC')::date = ANY(%(days)s::date[])")
-    facts = re.sub(r"\{([a-z_.]+)\}", lambda match: condition(match.group(1)), ROLLUP_FACTS)
     if parallel and days is None:
-        return _rollups_insert_parallel(facts)
+        return _rollups_insert_parallel()
+    facts = re.sub(r"\{([a-z_.]+)\}", lambda match: condition(match.group(1)), ROLLUP_FACTS)
     with connection.cursor() as django_cursor:
         cursor = django_cursor.cursor
         cursor.execute(ROLLUP_INSERT.replace("{facts}", facts), params)
         return cursor.rowcount
 
 
-def _rollups_insert_parallel(facts):
+def _rollups_insert_parallel():
+    import re
+
     from django.db import connections
     from psycopg.types.string import TextLoader
 
     parts = [None] * ROLLUP_CONNECTIONS
+
+    def facts_of(part):
+        # Each source row's day comes from the very column its condition names: part k takes the days
+        # k, k + n, k + 2n, … (none of those columns is NULL where a fact comes from it).
+        return re.sub(r"\{([a-z_.]+)\}", lambda match: (
+            f"mod(({match.group(1)} AT TIME ZONE 'UTC')::date - DATE '0001-01-01', {ROLLUP_CONNECTIONS}) = {part}"),
+            ROLLUP_FACTS)
 
     def aggregate(part):
         reader = connections.create_connection("default")
@@ -528,8 +534,7 @@ def _rollups_insert_parallel(facts):
             with reader.connection.cursor() as cursor:
                 # jsonb stays text: it goes straight back into COPY, unparsed.
                 cursor.adapters.register_loader(_OIDS["jsonb"], TextLoader)
-                cursor.execute(ROLLUP_PART.replace("{facts}", facts).replace("{parts}", str(ROLLUP_CONNECTIONS))
-                               .replace("{part}", str(part)))
+                cursor.execute(f"WITH facts AS MATERIALIZED ({facts_of(part)})\n{ROLLUP_SELECT}")
                 parts[part] = cursor.fetchall()
         except BaseException as exc:  # raised below, in the caller's thread
             parts[part] = exc

@@ -283,6 +283,7 @@ def test_full_rollup_rebuild_shared_by_several_connections_equals_the_python_one
 
     monkeypatch.setattr(storage, "ROLLUP_CONNECTIONS", connections)
     _rollup_history()
+    _survey(CustomerFactory(), "nps", 10, datetime(1999, 12, 31, 23, tzinfo=timezone.utc))  # an old import
 
     # when: a rebuild of every day outside any transaction (the nightly's), then the Python one
     written = services.rollups_rebuild(days=None)

@@ -16,6 +16,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from crm.admin import ReadOnlyAdmin
 from interactions.inbound import inbound_events_replay
 from interactions.models import Channel, Conversation, InboundEvent, Interaction
 from interactions.services import conversation_update
@@ -23,19 +24,8 @@ from interactions.services import conversation_update
 BODY_SHOWN_BYTES = 200_000
 
 
-class ReadOnlyMixin:
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Interaction)
-class InteractionAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class InteractionAdmin(ReadOnlyAdmin):
     """Read-only: interactions come in through ingestion, the one door."""
 
     list_display = ("occurred_at", "channel", "kind", "direction", "author_type", "customer", "short_text", "source")

@@ -2,21 +2,9 @@
 
 from django.contrib import admin, messages
 
+from crm.admin import ReadOnlyAdmin
 from metrics import services
 from metrics.models import CustomerSnapshot, IntentRule, Journey, SurveyResponse
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Computed or ingested rows: looked at here, never edited by hand."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(IntentRule)

@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from crm.admin import ReadOnlyAdmin
 from interactions.models import Channel
 from standards import selectors, services
 from standards.business_time import Calendar, CalendarInvalid
@@ -39,19 +40,6 @@ def _errors_text(exc: ValidationError) -> str:
     if hasattr(exc, "message_dict"):
         return "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
     return " ".join(exc.messages)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written by services only: listed and viewed, never edited here."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 # --- Business hours ------------------------------------------------------------------

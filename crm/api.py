@@ -210,7 +210,7 @@ class StorableJSONParser(JSONParser):
     """JSON, refused with a 400 naming the field when it holds text the database cannot store.
 
     Without this, such a value reaches PostgreSQL and fails there as a 500.
-    Bulk ingestion parses with plain `JSONParser` and judges each item on its own.
+    The ingest views parse with plain `JSONParser`: `item_parse` judges each item.
     """
 
     def parse(self, stream, media_type=None, parser_context=None):

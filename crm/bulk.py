@@ -22,11 +22,15 @@ def _column_type(field):
 
 
 def _arrays(fields, objs, *, adding):
-    return [values for values, _constant in _columns(fields, objs, adding=adding)]
+    return [values for values, _constant in _columns(fields, objs, adding=adding, constants=False)]
 
 
-def _columns(fields, objs, *, adding):
-    """(values, constant) per field: the database values of `objs`, and whether they are all one value."""
+def _columns(fields, objs, *, adding, constants=True):
+    """(values, constant) per field: the database values of `objs`, and whether they are all one value.
+
+    With `constants` off nobody asks, so no column is scanned for it (constant stays False but
+    for the batch's own timestamps).
+    """
     columns = []
     now = None
     for field in fields:
@@ -40,10 +44,10 @@ def _columns(fields, objs, *, adding):
             # psycopg adapts these Python values itself; Django's per-value preparation is what costs here.
             attname = field.attname
             values = [getattr(obj, attname) for obj in objs]
-            columns.append((values, _same(values)))
+            columns.append((values, constants and _same(values)))
         else:
             values = [field.pre_save(obj, adding) for obj in objs]
-            if _same(values, empty_only=True):
+            if constants and _same(values, empty_only=True):
                 columns.append(([field.get_db_prep_save(values[0], connection)] * len(objs), True))
             else:
                 columns.append(([field.get_db_prep_save(value, connection) for value in values], False))

@@ -28,6 +28,7 @@ class InteractionCreateApi(APIView):
     """Push one interaction. A replay of (source, external_id) answers 200 with the stored one."""
 
     required_scopes = {"write": "interactions:write"}
+    parser_classes = [JSONParser]  # item_parse judges unstorable text, with the other field errors
 
     @extend_schema(request={"application/json": item_schema()}, responses={201: InteractionOut, 200: InteractionOut})
     def post(self, request):
@@ -44,7 +45,7 @@ class InteractionBulkApi(APIView):
     """Push up to BULK_MAX_ITEMS interactions; valid items are stored even when others are rejected."""
 
     required_scopes = {"write": "interactions:write"}
-    parser_classes = [JSONParser]  # text the database cannot store is judged per item, in item_parse
+    parser_classes = [JSONParser]  # item_parse judges unstorable text, per item
 
     @extend_schema(
         request={"application/json": {"type": "object", "properties": {"items": {"type": "array", "items": item_schema()}}, "required": ["items"]}},

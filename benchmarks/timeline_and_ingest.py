@@ -292,17 +292,18 @@ VALUES (%s, %s, %s, %s, '', %s, '', %s, %s, '', NULL, %s, %s, '{}'::jsonb, now()
 """
 
 
+def bare_rows(body, run, rng):
+    """BARE_INSERT's parameters for a batch's items: the same interactions, on existing customers, unresolved."""
+    return [(item["channel"], item["kind"], item["direction"], item["author_type"],
+             datetime.fromisoformat(item["occurred_at"]), item["body"], item["sentiment"],
+             "bench-bare", f"{run}-{item['external_id']}", rng.randint(1, CUSTOMERS))
+            for item in json.loads(body)["items"]]
+
+
 def ingest_bench(client, url, batches, rng):
     run = f"r{int(time.time())}"
     bodies = [json.dumps({"items": ingest_items(run, number, rng)}) for number in range(batches + 1)]
-    # The bare rows: the same interactions, for existing customers, without any resolution.
-    bare_batches = [
-        [(item["channel"], item["kind"], item["direction"], item["author_type"],
-          datetime.fromisoformat(item["occurred_at"]), item["body"], item["sentiment"],
-          "bench-bare", f"{run}-{item['external_id']}", rng.randint(1, CUSTOMERS))
-         for item in json.loads(body)["items"]]
-        for body in bodies
-    ]
+    bare_batches = [bare_rows(body, run, rng) for body in bodies]
     from django.db import connection
 
     api_times, bare_times, created = [], [], 0
@@ -401,10 +402,7 @@ def ingest_concurrent(url, redis_url, token, clients, batches, rng):
         # One warm-up batch per worker (and more, since gunicorn may hand them to one worker), not counted.
         bodies = {client: [json.dumps({"items": ingest_items(f"{run}-{client}", n, rng)}).encode()
                            for n in range(batches + 2)] for client in range(clients)}
-        bare = {client: [[(item["channel"], item["kind"], item["direction"], item["author_type"],
-                           datetime.fromisoformat(item["occurred_at"]), item["body"], item["sentiment"],
-                           "bench-bare", f"{run}-{item['external_id']}", rng.randint(1, CUSTOMERS))
-                          for item in json.loads(body)["items"]] for body in client_bodies]
+        bare = {client: [bare_rows(body, run, rng) for body in client_bodies]
                 for client, client_bodies in bodies.items()}
         created = [0] * clients
 

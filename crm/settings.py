@@ -317,6 +317,9 @@ KPI_ROUNDING = env("KPI_ROUNDING", "half_up")
 METRICS_BATCH_SIZE = env_int("METRICS_BATCH_SIZE", 1000)
 # Customers per transaction of the nightly full recompute (it holds one lock for the whole batch).
 METRICS_FULL_BATCH_SIZE = env_int("METRICS_FULL_BATCH_SIZE", 5000)
+# Processes that share the nightly full recompute on PostgreSQL (each streams a range of customers and opens
+# two connections); default: one per core, at most 4.
+METRICS_FULL_PROCESSES = env_int("METRICS_FULL_PROCESSES", min(4, os.cpu_count() or 1))
 # journey.* events are only sent for journeys that opened/closed this recently (a first full recompute
 # of old history does not flood integrations).
 METRICS_EVENT_MAX_AGE_HOURS = env_int("METRICS_EVENT_MAX_AGE_HOURS", 48)

@@ -13,16 +13,17 @@ import gc
 import itertools
 import operator
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, FloatField, IntegerField, Q, Value, When
+from django.db.models import Case, Exists, FloatField, IntegerField, OuterRef, Q, Value, When
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.utils import timezone
 
+from crm import processes
 from crm.locks import advisory_lock, key_hash
 from integrations.services import events_emit
 from interactions.models import Conversation, Interaction
@@ -47,6 +48,8 @@ TEXT_KINDS = ("message", "comment", "call")
 SURVEY_KIND = Interaction.Kind.SURVEY
 MARK_KIND = Interaction.Kind.EVENT
 METRICS_SOURCE = "metrics"
+# Stands for "not resolved" where NULLs are compared as values.
+EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
 
 
 # --- dirty marks --------------------------------------------------------------------------
@@ -467,20 +470,50 @@ _needs_scoring = operator.itemgetter(compute.I_NEEDS_SCORING)
 
 
 def _all_recompute_streaming(now, progress):
-    """PostgreSQL: every chunk from one ordered pass over interactions and conversations (see storage.stream_chunks).
+    """PostgreSQL: every chunk from ordered passes over interactions and conversations (see storage.stream_chunks).
 
-    Dirty marks are left alone: this pass reads one snapshot taken at its start,
+    The chunks are split into METRICS_FULL_PROCESSES contiguous ranges, each
+    streamed, computed and written by a process of its own (crm.processes):
+    the computing is Python, which uses one core per process.
+
+    Dirty marks are left alone: each pass reads one snapshot taken at its start,
     so a customer marked since is recomputed again by the minute task.
     """
-    with _cycle_collector_paused():  # the reader thread's rows too
-        return _stream_and_write(settings.METRICS_FULL_BATCH_SIZE, _rules(), now, progress)
+    size = settings.METRICS_FULL_BATCH_SIZE
+    rules = _rules()
+    chunks = chunks_count()
+    count = max(1, min(settings.METRICS_FULL_PROCESSES, chunks))
+    parts = _parts_split(storage.chunk_weights(size, chunks), count) if count > 1 else [range(chunks)]
+
+    def work(part, report):
+        with _cycle_collector_paused():  # the reader thread's rows too
+            return _stream_and_write(size, rules, now, report, part)
+
+    if count == 1:
+        return work(parts[0], progress)
+    return sum(processes.parts_run(work, parts, progress))
 
 
-def _stream_and_write(size, rules, now, progress):
+def _parts_split(weights, count):
+    """`count` contiguous, non-empty ranges of chunk numbers with about equal total weight each."""
+    count = min(count, len(weights))
+    total = sum(weights)
+    cuts, running = [0], 0.0
+    for chunk, weight in enumerate(weights):
+        running += weight
+        left = len(weights) - chunk - 1  # chunks still to hand out after this one
+        parts_left = count - len(cuts)
+        if parts_left and (running >= total * len(cuts) / count or left == parts_left) and left >= parts_left:
+            cuts.append(chunk + 1)
+    cuts.append(len(weights))
+    return [range(start, stop) for start, stop in zip(cuts, cuts[1:]) if stop > start]
+
+
+def _stream_and_write(size, rules, now, progress, chunks):
     from customers.models import Customer
 
     done = 0
-    for chunk, rows, conversations in storage.stream_chunks(size, bool(rules), chunks_count()):
+    for chunk, rows, conversations in storage.stream_chunks(size, bool(rules), chunks):
         with transaction.atomic():
             advisory_lock([f"metrics:chunk:{chunk}"])
             ids = list(Customer.objects.filter(pk__gte=chunk * size, pk__lt=(chunk + 1) * size,
@@ -531,20 +564,14 @@ def conversations_changed_mark(*, window=None) -> int:
     the nightly full recompute.
     """
     window = window or timedelta(seconds=max(600, 3 * settings.METRICS_DIRTY_INTERVAL_SECONDS))
-    recent = list(Conversation.objects.filter(updated_at__gte=timezone.now() - window).values_list(
-        "pk", "customer_id", "resolved_at", "reopen_count"))
-    if not recent:
-        return 0
-    # One array parameter (PostgreSQL) or batches: a bulk import can touch more conversations in the
-    # window than a statement takes parameters.
-    stored = {
-        pk: (customer_id, resolved_at, reopen_count)
-        for pk, customer_id, resolved_at, reopen_count in storage.rows_of(
-            ConversationMetrics, ("customer_id", "resolved_at", "reopen_count"), "conversation_id",
-            [row[0] for row in recent])
-    }
-    stale = {customer_id for pk, customer_id, resolved_at, reopen_count in recent
-             if stored.get(pk) != (customer_id, resolved_at, reopen_count)}
+    # Compared in the database, one statement: a bulk import can touch a hundred thousand conversations in the
+    # window, which read back and compared in Python took seconds of every minute task.
+    never = Value(EPOCH)
+    clocks_current = ConversationMetrics.objects.annotate(resolved=Coalesce("resolved_at", never)).filter(
+        conversation_id=OuterRef("pk"), customer_id=OuterRef("customer_id"), reopen_count=OuterRef("reopen_count"),
+        resolved=Coalesce(OuterRef("resolved_at"), never))
+    stale = set(Conversation.objects.filter(updated_at__gte=timezone.now() - window)
+                .exclude(Exists(clocks_current)).order_by().values_list("customer_id", flat=True).distinct())
     customers_mark_dirty(customer_ids=stale)
     return len(stale)
 

@@ -295,12 +295,40 @@ def existing_live_customers(ids):
     return set(Customer.objects.filter(pk__in=ids, merged_into__isnull=True).values_list("pk", flat=True))
 
 
-STREAM_INTERACTIONS_SQL = INTERACTIONS_SQL.replace("WHERE {where}\n", "")
-STREAM_CONVERSATIONS_SQL = CONVERSATIONS_SQL.replace("WHERE {where} ", "")
+STREAM_INTERACTIONS_SQL = INTERACTIONS_SQL.replace("{where}", "i.customer_id >= %(lo)s AND i.customer_id < %(hi)s")
+STREAM_CONVERSATIONS_SQL = CONVERSATIONS_SQL.replace("{where}", "customer_id >= %(lo)s AND customer_id < %(hi)s")
+
+
+def chunk_weights(chunk_size, chunks):
+    """Each chunk's estimated share of the interactions, from PostgreSQL's statistics (free to read).
+
+    Customers are far from even: the oldest ids hold the most history. The
+    most common customer ids count with their frequencies, the rest of the
+    histogram's equal-depth buckets with theirs; no statistics yet (a table
+    never analysed) gives every chunk the same weight.
+    """
+    weights = [0.0] * chunks
+    with _cursor() as cursor:
+        cursor.execute(
+            "SELECT most_common_vals::text::bigint[], most_common_freqs, histogram_bounds::text::bigint[], null_frac "
+            "FROM pg_stats WHERE schemaname = current_schema() AND tablename = %s AND attname = 'customer_id'",
+            [Interaction._meta.db_table])
+        found = cursor.fetchone()
+    if not found:
+        return [1.0] * chunks
+    common, frequencies, bounds, null_frac = found
+    for value, frequency in zip(common or (), frequencies or ()):
+        weights[min(chunks - 1, value // chunk_size)] += frequency
+    if bounds and len(bounds) > 1:
+        rest = max(0.0, 1.0 - null_frac - sum(frequencies or ())) / (len(bounds) - 1)
+        for low, high in zip(bounds, bounds[1:]):
+            weights[min(chunks - 1, (low + high) // 2 // chunk_size)] += rest
+    return weights if sum(weights) > 0 else [1.0] * chunks
 
 
 def stream_chunks(chunk_size, rules_exist, chunks):
-    """Yield (chunk, interaction rows, conversation rows) for chunks 0..chunks-1 from ONE pass over each table.
+    """Yield (chunk, interaction rows, conversation rows) for each chunk of the range `chunks` from ONE pass over
+    each table (over the customer ids of those chunks).
 
     PostgreSQL only. Reading a chunk by id range would touch most pages of a
     table not clustered by customer once per chunk; this reads each table
@@ -333,10 +361,11 @@ def stream_chunks(chunk_size, rules_exist, chunks):
             reader.ensure_connection()
             pg = reader.connection
             with pg.transaction():
+                ids = {"lo": chunks.start * chunk_size, "hi": chunks.stop * chunk_size}
                 interactions = _pages(pg, "metrics_stream_interactions", STREAM_INTERACTIONS_SQL,
-                                      {"rules": bool(rules_exist)})
-                conversations = _pages(pg, "metrics_stream_conversations", STREAM_CONVERSATIONS_SQL, {})
-                for chunk in range(chunks):
+                                      {**ids, "rules": bool(rules_exist)})
+                conversations = _pages(pg, "metrics_stream_conversations", STREAM_CONVERSATIONS_SQL, ids)
+                for chunk in chunks:
                     end = (chunk + 1) * chunk_size
                     if not put((chunk, interactions.take_below(end), conversations.take_below(end))):
                         return

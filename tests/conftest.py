@@ -125,9 +125,10 @@ def subprocess_env(**extra):
 class Worker:
     """A real `celery worker` process against the test database and Redis."""
 
-    def __init__(self, queues=None, extra_env=None):
+    def __init__(self, queues=None, extra_env=None, pool="solo"):
         self.queues = queues
         self.extra_env = extra_env or {}
+        self.pool = pool
         self.process = None
         self.log = None
 
@@ -137,7 +138,7 @@ class Worker:
         # A clean broker: nothing left over from an earlier test reaches this worker.
         redis.Redis.from_url(settings.REDIS_URL).flushdb()
         self.log = open(ROOT / "var" / f"test-worker-{os.getpid()}.log", "ab")
-        args = [sys.executable, "-m", "celery", "-A", "crm", "worker", "--pool=solo", "--loglevel=INFO", "--without-heartbeat", "--without-mingle", "--without-gossip"]
+        args = [sys.executable, "-m", "celery", "-A", "crm", "worker", f"--pool={self.pool}", "--concurrency=1", "--loglevel=INFO", "--without-heartbeat", "--without-mingle", "--without-gossip"]
         if self.queues:
             args += ["-Q", ",".join(self.queues)]
         self.process = subprocess.Popen(

@@ -173,13 +173,11 @@ def test_resolving_a_conversation_through_the_api_path_is_noticed_by_the_minute_
     assert services.dirty_customers_recompute() == 0  # nothing left to notice
 
 
-def test_the_minute_task_compares_more_recent_conversations_than_one_statement_takes(monkeypatch):
+def test_the_minute_task_notices_exactly_the_conversations_changed_outside_ingestion(django_assert_num_queries):
     from interactions.models import Conversation
     from interactions.services import conversation_update
-    from metrics import storage
 
-    # given: a few customers' conversations, read back in batches of two (SQLite) or one array (PostgreSQL)
-    monkeypatch.setattr(storage, "ORM_BATCH", 2)
+    # given: a few customers' conversations, their clocks computed
     rows = [ingest(f"many{n}@example.com", when=ago(2), sentiment=-0.5) for n in range(5)]
     services.dirty_customers_recompute()
 
@@ -187,8 +185,9 @@ def test_the_minute_task_compares_more_recent_conversations_than_one_statement_t
     for row in rows[1:3]:
         conversation_update(conversation=Conversation.objects.get(pk=row.conversation_id), fields={"status": "resolved"})
 
-    # then: exactly their customers are noticed
-    assert services.conversations_changed_mark() == 2
+    # then: exactly their customers are noticed, compared in the database (one query, then the marks)
+    with django_assert_num_queries(2):
+        assert services.conversations_changed_mark() == 2
     assert set(DirtyCustomer.objects.values_list("customer_id", flat=True)) == {rows[1].customer_id,
                                                                                 rows[2].customer_id}
 
@@ -273,9 +272,11 @@ def test_a_conversation_moved_to_another_customer_takes_its_stored_clocks_along(
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_the_streaming_full_pass_writes_what_the_per_customer_recompute_writes(settings):
-    # given: a few customers across several chunks (chunk size 3), one merged away
+@pytest.mark.parametrize("processes", [1, 2, 5])
+def test_the_streaming_full_pass_writes_what_the_per_customer_recompute_writes(settings, processes):
+    # given: a few customers across several chunks (chunk size 3), the chunks shared by `processes`
     settings.METRICS_FULL_BATCH_SIZE = 3
+    settings.METRICS_FULL_PROCESSES = processes
     ids = []
     for n in range(8):
         ingest(f"s{n}@example.com", when=ago(20 - n), sentiment=-0.6, incident_at=ago(21 - n))
@@ -301,3 +302,51 @@ def test_the_streaming_full_pass_writes_what_the_per_customer_recompute_writes(s
     assert list(CustomerSnapshot.objects.order_by("customer_id").values_list(
         *services.SNAPSHOT_FIELDS)) == expected["snapshots"]
     assert Journey.objects.filter(closed_at__isnull=True).count() == 4  # the even ones never got happy
+
+
+@pytest.mark.parametrize("weights, count, expected", [
+    ([1.0] * 6, 2, [range(0, 3), range(3, 6)]),
+    ([0.5, 0.1, 0.1, 0.1, 0.1, 0.1], 2, [range(0, 1), range(1, 6)]),  # the oldest ids hold the most history
+    ([0.0, 0.0, 0.0, 1.0], 2, [range(0, 3), range(3, 4)]),
+    ([1.0, 0.0, 0.0, 0.0], 3, [range(0, 1), range(1, 2), range(2, 4)]),  # each part gets at least one chunk
+    ([1.0, 1.0], 5, [range(0, 1), range(1, 2)]),  # never more parts than chunks
+    ([1.0] * 3, 1, [range(0, 3)]),
+])
+def test_the_full_recompute_shares_the_chunks_by_weight_in_contiguous_ranges(weights, count, expected):
+    assert services._parts_split(weights, count) == expected
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_chunk_weights_follow_the_interactions_per_customer_id_from_the_statistics(settings):
+    from django.db import connection
+
+    from metrics import storage
+
+    # given: chunks of 2 customer ids; the first customers with far more history than the later ones
+    ids = [ingest(f"w{n}@example.com", when=ago(60)).customer_id for n in range(6)]
+    for n, customer_id in enumerate(ids[:2]):
+        for day in range(40):
+            ingest(customer_id=customer_id, when=ago(59 - day, hours=n))
+    first = ids[0] // 2
+    chunks = ids[-1] // 2 + 1
+
+    # when: the weights from statistics just gathered
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE interactions_interaction")
+    weights = storage.chunk_weights(2, chunks)
+
+    # then: shares of the whole, the heavy first customers' chunk far above the others
+    assert sum(weights) == pytest.approx(1.0)
+    heavy = sum(weights[first:first + 2])
+    assert heavy > 0.85
+    assert all(weight < 0.1 for weight in weights[first + 2:])
+
+
+@pytest.mark.postgres
+def test_snapshots_leave_room_in_their_pages_for_the_nightly_stamp():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'metrics_customersnapshot'")
+        assert cursor.fetchone()[0] == ["fillfactor=50"]

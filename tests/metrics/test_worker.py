@@ -3,6 +3,7 @@
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -47,3 +48,39 @@ def test_beat_recomputes_dirty_customers_without_a_call_from_the_test(celery_wor
     assert journey.closed_at is not None and journey.tth_seconds == pytest.approx(
         (journey.closed_at - first.incident_at).total_seconds())
     assert CustomerSnapshot.objects.get(customer_id=first.customer_id).unhappy_since is None
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_the_nightly_task_shares_its_chunks_between_processes_inside_a_prefork_worker(celery_worker_process):
+    from crm.celery import app
+    from customers.models import Customer
+    from metrics.models import CustomerSnapshot, Journey
+    from tests.metrics.helpers import ingest
+
+    # given: customers over several chunks of 2 ids, each unhappy, then happy; nothing computed yet
+    now = timezone.now()
+    for n in range(6):
+        ingest(f"night{n}@example.com", when=now - timedelta(hours=6), sentiment=-0.8)
+        ingest(f"night{n}@example.com", when=now - timedelta(hours=2), channel="email", sentiment=0.9)
+    CustomerSnapshot.objects.all().delete()
+    Journey.objects.all().delete()
+
+    # when: the nightly task runs in a pool process of a worker started as docker-compose starts it (prefork),
+    # sharing the chunks with 3 processes of its own
+    worker = celery_worker_process(pool="prefork", extra_env={"METRICS_FULL_BATCH_SIZE": "2",
+                                                              "METRICS_FULL_PROCESSES": "3"})
+    task = app.send_task("metrics.all_recompute")
+
+    # then: the task reports every customer done (no result backend: its line in the worker's log),
+    # and each has its snapshot and one closed journey
+    log = Path(worker.log.name)
+    line = wait_until(lambda: next((line for line in log.read_text().splitlines()
+                                    if task.id in line and ("succeeded" in line or "raised" in line)), None),
+                      timeout=120, message="the nightly task to end")
+    assert line.endswith(": 6"), line
+    live = set(Customer.objects.filter(merged_into__isnull=True).values_list("pk", flat=True))
+    assert len(live) == 6
+    assert set(CustomerSnapshot.objects.values_list("customer_id", flat=True)) == live
+    assert sorted(Journey.objects.values_list("customer_id", flat=True)) == sorted(live)
+    assert not Journey.objects.filter(closed_at__isnull=True).exists()

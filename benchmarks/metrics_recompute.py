@@ -14,13 +14,18 @@
    Also timed, for reference only: the same query streamed without a cursor
    (psycopg's chunked rows; PostgreSQL may plan a parallel scan and sort) —
    a faster single pass, with the ratios against it printed beside.
-3. Full recompute: `metrics.services.all_recompute()` — one ordered pass over the
-   interactions and conversations through server-side cursors (read by a
-   thread of its own, a couple of chunks ahead), chunk by chunk: every journey,
-   conversation clock, activity span and snapshot, then every daily roll-up
-   (the days split over two connections). Run twice: the first writes everything from empty, the second
-   (the nightly case) finds most rows unchanged. Peak memory: the process's RSS is
-   sampled after every chunk; flat means the last chunk's RSS is about the fifth's.
+3. Full recompute: `metrics.services.all_recompute()` — the chunks of customer ids
+   shared by METRICS_FULL_PROCESSES forked processes (one per core, here 2), each
+   with about the same share of the interactions; each process makes one ordered
+   pass over its customers' interactions and conversations through server-side
+   cursors (read by a thread of its own, a couple of chunks ahead), chunk by
+   chunk: every journey, conversation clock, activity span and snapshot. Then
+   every daily roll-up (the days split over two connections). Run twice: the
+   first writes everything from empty; then VACUUM ANALYZE of the metrics tables
+   (untimed: autovacuum's work between two nights, which would otherwise still be
+   running during the second); the second (the nightly case) finds most rows
+   unchanged. Peak memory: the PSS of this process and its children is sampled
+   after every chunk; flat means the last chunk's figure is about the fifth's.
 4. Incremental: 1,000 random customers marked dirty, then
    `dirty_customers_recompute()` (the beat task's work, roll-ups of their days
    included). Five rounds; the median counts.
@@ -54,6 +59,10 @@ CONVERSATIONS = 200_000
 INTERACTIONS = 1_000_000
 SURVEYS = 50_000
 DAYS = 365
+
+
+METRICS_TABLES = ("metrics_journey", "metrics_conversationmetrics", "metrics_activityspan", "metrics_customersnapshot",
+                  "metrics_metricrollup", "metrics_dirtycustomer", "metrics_dirtyday", "metrics_textanalysis")
 
 
 def parse_args():
@@ -216,13 +225,41 @@ def django_setup(url):
     django.setup()
 
 
-def rss_mb():
-    """Current resident set size in MB (Linux /proc), falling back to the peak."""
+def rss_mb(pid="self"):
+    """Resident set size in MB of a process (Linux /proc), falling back to this process's peak."""
     try:
-        with open("/proc/self/statm") as statm:
+        with open(f"/proc/{pid}/statm") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if pid == "self" else 0.0
+
+
+def pss_mb(pid):
+    """Proportional set size in MB (Linux /proc): pages shared after a fork count once across the processes."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return rss_mb(pid)
+
+
+def tree_memory_mb():
+    """Memory of this process plus its children (the processes the full recompute forks), in MB (PSS)."""
+    me = str(os.getpid())
+    total = pss_mb("self")
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = stat.read().rsplit(")", 1)[1].split()[1]
+            except OSError:
+                continue
+            if parent == me:
+                total += pss_mb(entry)
+    return total
 
 
 def full_recompute():
@@ -231,7 +268,7 @@ def full_recompute():
     samples = []
 
     def progress(_count):
-        samples.append(rss_mb())
+        samples.append(tree_memory_mb())
 
     started = time.perf_counter()
     done = services.all_recompute(progress=progress, rollups=False)
@@ -268,9 +305,7 @@ def main():
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE metrics_journey, metrics_conversationmetrics, metrics_activityspan, "
-                       "metrics_customersnapshot, metrics_metricrollup, metrics_dirtycustomer, metrics_dirtyday, "
-                       "metrics_textanalysis")
+        cursor.execute("TRUNCATE " + ", ".join(METRICS_TABLES))
         cursor.execute("SELECT count(*), count(DISTINCT customer_id) FROM interactions_interaction")
         interactions, customers = cursor.fetchone()
     print(f"{interactions:,} interactions over {customers:,} customers with any")
@@ -286,12 +321,20 @@ def main():
     first_seconds, done, samples_first = full_recompute()
     print(f"full recompute (from empty): {first_seconds:.2f} s for {done:,} customers "
           f"= {first_seconds / bare_seconds:.2f}x bare")
+    # A night later autovacuum has been through the rows the first run wrote; here it would still be
+    # at work on them during the timed nightly run, taking one of the machine's two cores.
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE " + ", ".join(METRICS_TABLES))
+    print(f"  (VACUUM ANALYZE of the metrics tables, as autovacuum would have by the next night: "
+          f"{time.perf_counter() - started:.2f} s, untimed)")
     second_seconds, _, samples = full_recompute()
     print(f"full recompute (nightly, rows exist): {second_seconds:.2f} s = {second_seconds / bare_seconds:.2f}x bare")
     print(f"  against the streamed bare pass: from empty {first_seconds / streamed_seconds:.2f}x, "
           f"nightly {second_seconds / streamed_seconds:.2f}x")
     tenth = samples[min(4, len(samples) - 1)]
-    print(f"RSS after chunk 5: {tenth:.0f} MB, after the last ({len(samples)}): {samples[-1]:.0f} MB, "
+    print(f"memory (PSS, all processes) after chunk 5: {tenth:.0f} MB, after the last ({len(samples)}): "
+          f"{samples[-1]:.0f} MB, "
           f"max {max(samples):.0f} MB")
 
     with connection.cursor() as cursor:
@@ -337,7 +380,7 @@ def main():
         "bare_pass_streamed_seconds": streamed_seconds,
         "full_first_seconds": first_seconds, "full_nightly_seconds": second_seconds,
         "full_first_ratio": first_seconds / bare_seconds, "full_nightly_ratio": second_seconds / bare_seconds,
-        "rss_mb_chunk5": tenth, "rss_mb_last": samples[-1], "rss_mb_max": max(samples + samples_first),
+        "memory_mb_chunk5": tenth, "memory_mb_last": samples[-1], "memory_mb_max": max(samples + samples_first),
         "incremental_1000_seconds": timings, "incremental_1000_median": median, "rows": counts,
     }
     out_dir = ROOT / "benchmarks" / "results"

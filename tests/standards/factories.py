@@ -86,7 +86,7 @@ def user_in_group(django_user_model, username, group_name):
 
 
 def kpi_history(*, months=6, now=None):
-    """Six months of customers on four channels with journeys, surveys and resolved conversations,
+    """Six whole months of customers on four channels with journeys, surveys and resolved conversations,
     recomputed by the metrics app, so the KPI dashboard has lines to draw. Returns the customers."""
     from datetime import timedelta
 
@@ -100,8 +100,16 @@ def kpi_history(*, months=6, now=None):
     segments = [SegmentFactory(slug="vip", name="VIP"), SegmentFactory(slug="b2b", name="B2B")]
     customers = []
     for month in range(months):
+        # Each channel once in every one of the last `months` whole calendar months, early in the month:
+        # steps of 30 days from now could skip a month (or land two in one), leaving a lone point between
+        # gaps in the month view, depending on the day and hour the tests run.
+        year, number = now.year, now.month - (months - month)
+        while number <= 0:
+            number += 12
+            year -= 1
+        first = now.replace(year=year, month=number, day=1, hour=10, minute=0, second=0, microsecond=0)
         for index, channel in enumerate(channels):
-            start = now - timedelta(days=30 * (months - month) - 3 * index)
+            start = first + timedelta(days=3 * index)
             customer = CustomerFactory(name=f"{channel} customer {month}")
             customer.segments.add(segments[index % 2])
             conversation = ConversationFactory(

@@ -23,9 +23,10 @@ def dirty_customers_recompute_task():
 def all_recompute_task():
     """Beat, nightly: recompute every customer (time moves windows: churn, came back, at risk) and every roll-up.
 
-    On PostgreSQL one ordered pass over the interactions, chunk by chunk (see
-    metrics.storage.stream_chunks); `metrics.chunk_recompute` recomputes a
-    single chunk (by id range) when only part of the customers is wanted.
+    On PostgreSQL the chunks are shared by METRICS_FULL_PROCESSES processes
+    forked from this one, each making one ordered pass over its customers'
+    interactions (see metrics.storage.stream_chunks); `metrics.chunk_recompute`
+    recomputes a single chunk (by id range) when only part of the customers is wanted.
     """
     return services.all_recompute()
 

@@ -318,7 +318,7 @@ def test_the_full_recompute_shares_the_chunks_by_weight_in_contiguous_ranges(wei
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_chunk_weights_follow_the_interactions_per_customer_id_from_the_statistics(settings):
+def test_chunk_weights_follow_the_interactions_per_customer_id_from_the_statistics():
     from django.db import connection
 
     from metrics import storage

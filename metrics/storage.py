@@ -506,6 +506,9 @@ INSERT INTO metrics_metricrollup (day, dimension, key, metric, n, total, total2,
 
 # The full rebuild splits the days over this many connections of its own (every group lies within one day).
 ROLLUP_CONNECTIONS = 2
+# Where those connections put their rows for the caller to take in its own transaction (PostgreSQL only: an
+# unlogged table, migration metrics 0004).
+ROLLUP_BUILD_TABLE = "metrics_rollup_build"
 
 
 def rollups_insert(days, *, parallel=False):
@@ -514,8 +517,8 @@ def rollups_insert(days, *, parallel=False):
     The same parts as `metrics.services._rollup_parts` computes in Python
     (the test suite holds the two to the same rows). One INSERT … SELECT; or,
     with `parallel` (all days, everything they read committed), the days are
-    split over ROLLUP_CONNECTIONS connections that aggregate at once, and their
-    rows are copied in here, in the caller's transaction.
+    split over ROLLUP_CONNECTIONS connections that aggregate at once into the
+    build table, and their rows are moved in here, in the caller's transaction.
     """
     import re
     from datetime import datetime, time, timedelta, timezone
@@ -545,9 +548,9 @@ def _rollups_insert_parallel():
     import re
 
     from django.db import connections
-    from psycopg.types.string import TextLoader
 
-    parts = [None] * ROLLUP_CONNECTIONS
+    columns = ", ".join(connection.ops.quote_name(name) for name in ROLLUP_COLUMNS)
+    failures = [None] * ROLLUP_CONNECTIONS
 
     def facts_of(part):
         # Each source row's day comes from the very column its condition names: part k takes the days
@@ -557,18 +560,20 @@ def _rollups_insert_parallel():
             ROLLUP_FACTS)
 
     def aggregate(part):
-        reader = connections.create_connection("default")
+        # Into the build table, committed on this connection: the rows never travel to Python and back,
+        # and their jsonb is copied below as it is stored, not printed and parsed again.
+        builder = connections.create_connection("default")
         try:
-            reader.ensure_connection()
-            with reader.connection.cursor() as cursor:
-                # jsonb stays text: it goes straight back into COPY, unparsed.
-                cursor.adapters.register_loader(_OIDS["jsonb"], TextLoader)
-                cursor.execute(f"WITH facts AS MATERIALIZED ({facts_of(part)})\n{ROLLUP_SELECT}")
-                parts[part] = cursor.fetchall()
+            builder.ensure_connection()
+            with builder.connection.transaction(), builder.connection.cursor() as cursor:
+                cursor.execute(f"DELETE FROM {ROLLUP_BUILD_TABLE} WHERE part = %s", [part])
+                cursor.execute(
+                    f"WITH facts AS MATERIALIZED ({facts_of(part)})\n"
+                    f"INSERT INTO {ROLLUP_BUILD_TABLE} (part, {columns}) SELECT {part}, * FROM ({ROLLUP_SELECT}) parts")
         except BaseException as exc:  # raised below, in the caller's thread
-            parts[part] = exc
+            failures[part] = exc
         finally:
-            reader.close()
+            builder.close()
 
     threads = [threading.Thread(target=aggregate, args=(part,), name=f"metrics-rollups-{part}")
                for part in range(ROLLUP_CONNECTIONS)]
@@ -576,15 +581,14 @@ def _rollups_insert_parallel():
         thread.start()
     for thread in threads:
         thread.join()
-    for found in parts:
-        if isinstance(found, BaseException):
-            raise found
-    count = 0
-    with connection.cursor() as django_cursor:
-        columns = ", ".join(connection.ops.quote_name(name) for name in ROLLUP_COLUMNS)
-        with django_cursor.cursor.copy(f"COPY metrics_metricrollup ({columns}) FROM STDIN") as copy:
-            for rows in parts:
-                for row in rows:
-                    copy.write_row(row)
-                count += len(rows)
+    for failure in failures:
+        if failure is not None:
+            raise failure
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO metrics_metricrollup ({columns}) "
+                       f"SELECT {columns} FROM {ROLLUP_BUILD_TABLE} WHERE part < %s", [ROLLUP_CONNECTIONS])
+        count = cursor.rowcount
+        # Emptied in the caller's transaction: rebuilds are serialised by their lock, so no other one is
+        # writing here now; should this transaction roll back, each part starts by clearing its own rows.
+        cursor.execute(f"TRUNCATE {ROLLUP_BUILD_TABLE}")
     return count

@@ -3,6 +3,7 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from metrics import services
@@ -284,6 +285,10 @@ def test_full_rollup_rebuild_shared_by_several_connections_equals_the_python_one
     monkeypatch.setattr(storage, "ROLLUP_CONNECTIONS", connections)
     _rollup_history()
     _survey(CustomerFactory(), "nps", 10, datetime(1999, 12, 31, 23, tzinfo=timezone.utc))  # an old import
+    with connection.cursor() as cursor:  # rows a rebuild that rolled back left in the build table
+        for part in (0, 7):
+            cursor.execute(f"INSERT INTO {storage.ROLLUP_BUILD_TABLE} (part, day, dimension, key, metric, n, total, "
+                           "total2, hits, hits2) VALUES (%s, '2020-01-01', 'all', '', 'nps', 1, 0, 0, 1, 0)", [part])
 
     # when: a rebuild of every day outside any transaction (the nightly's), then the Python one
     written = services.rollups_rebuild(days=None)
@@ -296,3 +301,6 @@ def test_full_rollup_rebuild_shared_by_several_connections_equals_the_python_one
     assert shared == _rollup_rows()
     assert {r[3] for r in shared} >= {"nps", "csat", "ces", "tws", "calibration", "tth", "bot_only"}
     assert {r[1] for r in shared} == {"all", "channel", "segment"}
+    with connection.cursor() as cursor:  # the connections' build table is left empty
+        cursor.execute(f"SELECT count(*) FROM {storage.ROLLUP_BUILD_TABLE}")
+        assert cursor.fetchone()[0] == 0

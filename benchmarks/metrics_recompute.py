@@ -1,6 +1,6 @@
 """Full and incremental metrics recompute on PostgreSQL, against one bare SQL pass over the interactions.
 
-    python benchmarks/metrics_recompute.py [--database crm_bench_metrics] [--refill] [--profile]
+    python benchmarks/metrics_recompute.py [--database crm_bench_metrics] [--refill] [--nightly-rounds 3] [--profile]
 
 1. Fills a dedicated database (default `crm_bench_metrics`, created and migrated if
    missing) with set-based SQL (INSERT … SELECT generate_series): 100,000 customers,

@@ -53,6 +53,27 @@ def test_recompute_twice_gives_identical_rows():
     assert before[0]["tth_seconds"] == 3 * 86400
 
 
+def test_a_batch_larger_than_one_statement_takes_compares_with_every_stored_row(monkeypatch):
+    from metrics import storage
+
+    # given: customers recomputed once, their stored rows read back in batches of two ids (SQLite; one array
+    # on PostgreSQL)
+    monkeypatch.setattr(storage, "ORM_BATCH", 2)
+    ids = []
+    for n in range(5):
+        ingest(f"batch{n}@example.com", when=ago(10), sentiment=-0.7)
+        ids.append(ingest(f"batch{n}@example.com", when=ago(9), channel="email", sentiment=0.8).customer_id)
+    services.customers_recompute(customer_ids=ids, now=NOW)
+    before = list(Journey.objects.order_by("pk").values())
+
+    # when: recomputed again, nothing changed
+    services.customers_recompute(customer_ids=ids, now=NOW)
+
+    # then: every customer's stored rows were found and left as they were (same ids, none doubled)
+    assert list(Journey.objects.order_by("pk").values()) == before
+    assert sorted(row["customer_id"] for row in before) == sorted(ids)
+
+
 def test_journey_and_at_risk_events_are_emitted_once_each():
     import json
 
